@@ -1,0 +1,1 @@
+"""Load a model from a spec; adapters that name its sites (per architecture family)."""

@@ -1,0 +1,1 @@
+"""Probe sets: inputs + optional labels + which positions to keep."""

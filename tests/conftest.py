@@ -1,0 +1,30 @@
+"""Shared fixtures for polyaudit's own tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the activation/zoo cache of the test suite away from the user's cache, shared by the
+    whole session (and by pytester subprocesses, which inherit the environment)."""
+    if "POLYAUDIT_CACHE" not in os.environ or os.environ.get("POLYAUDIT_TEST_OWN_CACHE"):
+        path = tmp_path_factory.mktemp("polyaudit-cache")
+        os.environ["POLYAUDIT_CACHE"] = str(path)
+        os.environ["POLYAUDIT_TEST_OWN_CACHE"] = "1"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny random checkpoint of every architecture family, saved with save_pretrained together
+    with a tokenizer trained locally on the built-in corpus: family -> directory."""
+    from fixtures.tiny_models import FAMILIES, build_tiny
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {fam: build_tiny(fam, root / fam) for fam in FAMILIES}
