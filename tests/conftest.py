@@ -12,10 +12,8 @@ import pytest
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the activation/zoo cache of the test suite away from the user's cache, shared by the
     whole session (and by pytester subprocesses, which inherit the environment)."""
-    if "POLYAUDIT_CACHE" not in os.environ or os.environ.get("POLYAUDIT_TEST_OWN_CACHE"):
-        path = tmp_path_factory.mktemp("polyaudit-cache")
-        os.environ["POLYAUDIT_CACHE"] = str(path)
-        os.environ["POLYAUDIT_TEST_OWN_CACHE"] = "1"
+    if "POLYAUDIT_CACHE" not in os.environ:
+        os.environ["POLYAUDIT_CACHE"] = str(tmp_path_factory.mktemp("polyaudit-cache"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
