@@ -1,1 +1,281 @@
-"""pytest plugin (work in progress)."""
+"""The polyaudit pytest plugin: options, hooks and fixtures only (implementations import lazily).
+
+    pytest claims/                        # audit the built-in default model (zoo:mlp-digits)
+    pytest claims/ --model=gpt2           # audit GPT-2 through transformers
+    pytest claims/ --model=./ckpt --json=out.json
+
+Verdicts map to pytest outcomes: PASS passes, FAIL fails, INCONCLUSIVE is reported as its own
+category ("I", "inconclusive"; fails under --strict), ERROR errors, a claim that does not apply is
+skipped with the reason. Report rows travel in `report.user_properties` (so they survive
+pytest-xdist and land in JUnit XML); the recorder lives in `config.stash`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from polyaudit.errors import PolyauditError
+
+OPT_MODEL = "--model"
+OPT_PROBE = "--probe"
+OPT_DEVICE = "--device"
+OPT_DTYPE = "--dtype"
+OPT_SEED = "--seed"
+OPT_PROFILE = "--profile"
+OPT_JSON = "--json"
+OPT_REPORT_DIR = "--report-dir"
+OPT_NO_REPORTS = "--no-reports"
+OPT_STRICT = "--strict"
+OPT_REVISION = "--revision"
+OPT_TRUST = "--trust-remote-code"
+OPT_CACHE_DIR = "--cache-dir"
+OPT_NO_CACHE = "--no-cache"
+
+ROW_KEY = "polyaudit_row"
+
+
+class ClaimOutcome(Exception):
+    status = "?"
+
+
+class ClaimFailed(ClaimOutcome):
+    status = "FAIL"
+
+
+class ClaimInconclusive(ClaimOutcome):
+    status = "INCONCLUSIVE"
+
+
+class ClaimError(ClaimOutcome):
+    status = "ERROR"
+
+
+def _utc_stamp() -> str:
+    from polyaudit.report.document import utc_stamp
+
+    return utc_stamp()
+
+
+@dataclass
+class Recorder:
+    """Collects report rows from test reports (registered as a plugin object; kept in config.stash).
+    Rows arrive through `report.user_properties`, so this works on a pytest-xdist controller too."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    written: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    created: str = field(default_factory=_utc_stamp)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        row = _row_of(report)
+        if row is not None and row["test_id"] not in self.seen:
+            self.seen.add(row["test_id"])
+            self.rows.append(row)
+
+
+RUNTIME = pytest.StashKey["Any"]()
+RECORDER = pytest.StashKey[Recorder]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("polyaudit", "polyaudit: interpretability claims as tests")
+    g.addoption(OPT_MODEL, action="append", dest="polyaudit_models", metavar="SPEC", default=None,
+                help="model to audit (repeatable): HF hub id, local HF dir, zoo:NAME[?k=v], or "
+                     "package.module:factory. Default: zoo:mlp-digits.")
+    g.addoption(OPT_PROBE, dest="polyaudit_probe", metavar="SPEC", default=None,
+                help="probe set: text:stdlib, text:FILE, labelled:categories, digits (default: per model)")
+    g.addoption(OPT_DEVICE, dest="polyaudit_device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    g.addoption(OPT_DTYPE, dest="polyaudit_dtype", default=None,
+                help="float32, float16, bfloat16 or auto (default: the checkpoint's own)")
+    g.addoption(OPT_SEED, dest="polyaudit_seed", default="0", help="seed for every random choice (default 0)")
+    g.addoption(OPT_PROFILE, dest="polyaudit_profile", default="default",
+                help="sample sizes and bootstrap counts: quick, default or paper")
+    g.addoption(OPT_JSON, dest="polyaudit_json", metavar="PATH", default=None,
+                help="also write the JSON report to exactly PATH")
+    g.addoption(OPT_REPORT_DIR, dest="polyaudit_report_dir", metavar="DIR", default="reports",
+                help="folder for reports/<model>/<timestamp>.{json,md} (default: reports)")
+    g.addoption(OPT_NO_REPORTS, dest="polyaudit_no_reports", action="store_true",
+                help="do not write the default reports/<model>/ files")
+    g.addoption(OPT_STRICT, dest="polyaudit_strict", action="store_true",
+                help="INCONCLUSIVE verdicts fail the run")
+    g.addoption(OPT_REVISION, dest="polyaudit_revision", default=None, help="hub revision (branch, tag or commit)")
+    g.addoption(OPT_TRUST, dest="polyaudit_trust_remote_code", action="store_true",
+                help="allow a hub model's own code to run (off unless given)")
+    g.addoption(OPT_CACHE_DIR, dest="polyaudit_cache_dir", default=None,
+                help="activation and zoo cache (default $POLYAUDIT_CACHE or ~/.cache/polyaudit)")
+    g.addoption(OPT_NO_CACHE, dest="polyaudit_no_cache", action="store_true",
+                help="do not read or write the activation cache")
+
+
+def _options(config: pytest.Config) -> Any:
+    from polyaudit.profiles import get_profile
+    from polyaudit.runtime import DEFAULT_MODEL, DEVICES, DTYPES, RunOptions
+
+    o = config.option
+    seed_txt = str(o.polyaudit_seed)
+    if not seed_txt.lstrip("-").isdigit():
+        raise pytest.UsageError(f"--seed must be an integer, got {seed_txt!r}")
+    if o.polyaudit_device not in DEVICES:
+        raise pytest.UsageError(f"unknown device {o.polyaudit_device!r}: use one of {', '.join(DEVICES)}")
+    if o.polyaudit_dtype is not None and o.polyaudit_dtype not in DTYPES:
+        raise pytest.UsageError(f"unknown dtype {o.polyaudit_dtype!r}: use one of {', '.join(DTYPES)}")
+    try:
+        profile = get_profile(o.polyaudit_profile)
+    except PolyauditError as e:
+        raise pytest.UsageError(str(e)) from None
+    models = tuple(dict.fromkeys(o.polyaudit_models or [DEFAULT_MODEL]))
+    verbose = config.get_verbosity() if hasattr(config, "get_verbosity") else config.option.verbose
+    return RunOptions(
+        models=models, probe=o.polyaudit_probe, device=o.polyaudit_device, dtype=o.polyaudit_dtype,
+        seed=int(seed_txt), profile=profile, json_path=o.polyaudit_json,
+        report_dir=None if o.polyaudit_no_reports else o.polyaudit_report_dir,
+        strict=o.polyaudit_strict, revision=o.polyaudit_revision,
+        trust_remote_code=o.polyaudit_trust_remote_code, cache_dir=o.polyaudit_cache_dir,
+        use_cache=not o.polyaudit_no_cache, progress=verbose >= 0,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from polyaudit.runtime import Runtime
+
+    config.addinivalue_line(
+        "markers",
+        "claim(id, version, name, sites=(), probe=None, min_samples=0): a polyaudit claim; the "
+        "plugin captures the named site kinds once per model and records the verdict row",
+    )
+    config.stash[RUNTIME] = Runtime(_options(config))
+    recorder = Recorder()
+    config.stash[RECORDER] = recorder
+    config.pluginmanager.register(recorder, "polyaudit-recorder")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "subject" in metafunc.fixturenames:
+        from polyaudit.models.base import model_id
+
+        specs = metafunc.config.stash[RUNTIME].options.models
+        metafunc.parametrize("subject", list(specs), indirect=True, scope="session",
+                             ids=[model_id(s) for s in specs])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Load every model the selected claims need, declare their sites and build their probes now:
+    a bad spec, an unreachable hub, an unknown architecture or a probe that is too small is one
+    clear line (pytest's usage error), not a traceback per test."""
+    runtime = config.stash[RUNTIME]
+    needs: list[tuple[str, Any]] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "subject" not in callspec.params:
+            continue
+        needs.append((callspec.params["subject"], item.get_closest_marker("claim")))
+    if not needs or config.option.collectonly:
+        return
+    try:
+        for spec, marker in needs:
+            subject = runtime.subject(spec)
+            if marker is not None:
+                subject.request(marker.kwargs.get("sites", ()), marker.kwargs.get("probe"),
+                                int(marker.kwargs.get("min_samples", 0)))
+        for spec in dict.fromkeys(s for s, _ in needs):
+            runtime.subject(spec).prepare()
+    except PolyauditError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+@pytest.fixture(scope="session")
+def subject(request: pytest.FixtureRequest) -> Any:
+    """The model under audit (eval mode, grads off), with its probes and cached captures."""
+    return request.config.stash[RUNTIME].subject(request.param)
+
+
+@pytest.fixture
+def audit(request: pytest.FixtureRequest) -> Any:
+    """Per-test handle: profile, seeded rngs, the run memo, and `conclude(evidence)`."""
+    from polyaudit.auditor import Auditor
+
+    return Auditor(request.node, request.config.stash[RUNTIME])
+
+
+def _row_of(report: pytest.TestReport) -> dict[str, Any] | None:
+    for key, value in getattr(report, "user_properties", ()):
+        if key == ROW_KEY:
+            return json.loads(value) if isinstance(value, str) else dict(value)
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if call.when != "call" or call.excinfo is None:
+        return report
+    exc = call.excinfo.value
+    if isinstance(exc, ClaimOutcome):
+        report.longrepr = f"{exc.status}: {exc}"
+        if isinstance(exc, ClaimInconclusive) and not item.config.stash[RUNTIME].options.strict:
+            report.outcome = "passed"
+            report.longrepr = None
+    elif isinstance(exc, PolyauditError) and item.get_closest_marker("claim") is not None:
+        from polyaudit.auditor import error_row
+
+        row = error_row(item, item.config.stash[RUNTIME], str(exc))
+        if row is not None and _row_of(report) is None:
+            report.user_properties.append((ROW_KEY, json.dumps(row, sort_keys=True)))
+        report.longrepr = f"ERROR: {exc}"
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    if report.when != "call":
+        return None
+    row = _row_of(report)
+    if row is None:
+        return None
+    verdict = row.get("verdict")
+    if verdict == "INCONCLUSIVE":
+        if report.failed:
+            return "failed", "I", ("INCONCLUSIVE (strict)", {"red": True})
+        return "inconclusive", "I", ("INCONCLUSIVE", {"yellow": True})
+    if verdict == "ERROR" and report.failed:
+        return "error", "E", ("ERROR", {"red": True})
+    if verdict == "FAIL" and report.failed:
+        return "failed", "F", ("FAIL", {"red": True})
+    if verdict == "PASS" and report.passed:
+        return "passed", ".", ("PASS", {"green": True})
+    return None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return  # pytest-xdist worker: the controller writes the reports
+    recorder = config.stash[RECORDER]
+    if recorder.rows:
+        from polyaudit.report.writer import write_reports
+
+        write_reports(config, recorder)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    recorder = config.stash.get(RECORDER, None)
+    if recorder is None or not recorder.rows:
+        return
+    from polyaudit.report.writer import terminal_text
+
+    terminalreporter.write_sep("=", "polyaudit", bold=True)
+    terminalreporter.write(terminal_text(config, recorder))
+    summary = config.stash[RUNTIME].cache_summary()
+    if summary:
+        terminalreporter.write_line(f"polyaudit cache: {summary}")
+    for path in recorder.written:
+        terminalreporter.write_line(f"polyaudit report written: {path}")
+    for problem in recorder.problems:
+        terminalreporter.write_line(f"polyaudit: {problem}", yellow=True)

@@ -103,3 +103,31 @@ def decide(ev: Evidence, alpha: float = 0.05) -> Verdict:
     if m is not None and s_hi < m:
         return Verdict(Status.FAIL, f"CI {ci_txt} excludes the declared minimum effect {sign * m:g}")
     return Verdict(Status.INCONCLUSIVE, f"CI {ci_txt} includes 0 or p_adj={p_adj:.3g} >= {alpha:g}")
+
+
+def evidence_to_dict(ev: Evidence) -> dict[str, Any]:
+    """JSON-ready form of Evidence (non-finite floats become None)."""
+    from polyaudit.report.rows import jsonable
+
+    d = {f: getattr(ev, f) for f in Evidence.__dataclass_fields__}
+    d["ci"] = list(ev.ci)
+    d["details"] = dict(ev.details)
+    return jsonable(d)  # type: ignore[no-any-return]
+
+
+def evidence_from_dict(d: Mapping[str, Any]) -> Evidence:
+    """Inverse of evidence_to_dict (None -> NaN for the numeric fields)."""
+
+    def num(x: Any) -> float:
+        return float("nan") if x is None else float(x)
+
+    lo, hi = d.get("ci") or (None, None)
+    return Evidence(
+        claim=str(d["claim"]), claim_version=int(d["claim_version"]), site=str(d["site"]),
+        statistic=str(d["statistic"]), effect=num(d.get("effect")), ci=(num(lo), num(hi)),
+        p=num(d.get("p")), n=int(d.get("n") or 0), predicted=d.get("predicted", "positive"),
+        p_adj=None if d.get("p_adj") is None else float(d["p_adj"]),
+        min_effect=None if d.get("min_effect") is None else float(d["min_effect"]),
+        notes=str(d.get("notes") or ""), details=dict(d.get("details") or {}),
+        error=d.get("error"), skip=d.get("skip"),
+    )

@@ -49,7 +49,7 @@ class Site:
         return (self.layer, _ORDER[self.kind])
 
 
-class StopForward(Exception):  # noqa: N818 - control flow, not an error
+class StopForward(Exception):
     """Raised by a hook once every requested site has fired: ends the truncated forward."""
 
 
@@ -60,7 +60,7 @@ def _first(x: Any) -> torch.Tensor:
     if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
         return x[0]
     if hasattr(x, "last_hidden_state"):
-        return x.last_hidden_state  # type: ignore[no-any-return]
+        return x.last_hidden_state
     raise PolyauditError(f"cannot find a tensor in a module output of type {type(x).__name__}")
 
 
@@ -257,8 +257,16 @@ class LoadedModel:
 
     @property
     def id(self) -> str:
-        """Short readable id for test ids and report folders."""
-        s = self.spec.rstrip("/")
-        if s.startswith(("zoo:", "text:")):
-            return s.replace("?", "-").replace("&", "-").replace("=", "")
-        return s.split("/")[-1].split(":")[-1] or s
+        return model_id(self.spec)
+
+
+def model_id(spec: str) -> str:
+    """Short readable id of a model spec, for test ids and report folders:
+    `gpt2`, `EleutherAI/pythia-70m` -> `pythia-70m`, `./ckpt/` -> `ckpt`,
+    `zoo:mlp-digits?dropout=0.4&seed=1` -> `zoo:mlp-digits-dropout0.4-seed1`, `pkg.mod:make` -> `pkg.mod:make`."""
+    s = spec.strip().rstrip("/")
+    if s.startswith("zoo:"):
+        return s.replace("?", "-").replace("&", "-").replace("=", "")
+    if "/" in s or s.startswith((".", "~")):
+        return s.split("/")[-1] or s
+    return s

@@ -1,0 +1,1 @@
+"""polyaudit benchmarks: ratios measured side by side in one run (`python -m benchmarks`)."""

@@ -1,0 +1,98 @@
+"""C4 analysis: power-law exponent of the activation eigenspectrum per layer, and its trend with depth.
+
+Marshall & Kirchner 2024 (coding theory of polysemanticity): eigenvalues of the activation covariance
+decay as lambda_n ~ n^alpha (alpha < 0; the paper marks alpha = -1) and alpha changes with depth.
+Per layer: Huber fit of log lambda on log n over the default rank range (see
+`polyaudit.measures.spectrum.default_ranks`). Effect: Spearman(alpha, layer index). CI: paired
+bootstrap — the same resamples of samples (of whole sequences for text) at every layer, so the CI
+carries the sampling uncertainty of every alpha into the correlation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from polyaudit.errors import PolyauditError
+from polyaudit.verdict import Evidence
+
+CLAIM = "C4"
+VERSION = 1
+STATISTIC = "spearman(alpha, layer)"
+MIN_EFFECT = 0.3  # |rho| < 0.3 across layers counts as "no systematic change with depth"
+MIN_LAYERS = 3
+MIN_SAMPLES = 50
+N_SPECTRUM_KEEP = 256  # eigenvalues per layer kept in details (for report plots)
+
+
+def alpha_depth(
+    layers: Sequence[Any],
+    *,
+    site: str,
+    n_boot: int,
+    rng: np.random.Generator,
+    ranks: tuple[int, int] | None = None,
+) -> Evidence:
+    """`layers`: per-layer SiteData (shallow to deep) — `.samples` [n, d], `.groups`, `.n_nonfinite`."""
+    from polyaudit.measures.spectrum import (
+        bootstrap_alphas,
+        default_ranks,
+        eigenspectrum,
+        fit_power_law,
+    )
+    from polyaudit.stats import bootstrap_p_value, bootstrap_resamples, percentile_ci, spearman
+
+    n_layers = len(layers)
+    if n_layers < MIN_LAYERS:
+        return Evidence.skipped(CLAIM, VERSION, site, STATISTIC,
+                                f"needs at least {MIN_LAYERS} layers to correlate alpha with depth; the model has {n_layers}")
+    for i, data in enumerate(layers):
+        if data.n_nonfinite:
+            return Evidence.failed(CLAIM, VERSION, site, STATISTIC,
+                                   f"activations at layer {i} contain {data.n_nonfinite} NaN/inf values")
+    n, d = layers[0].samples.shape
+    groups = layers[0].groups
+    try:
+        fit_ranks = ranks or default_ranks(n, d)
+        resamples = bootstrap_resamples(n, n_boot, rng, groups=groups)
+        per_layer: list[dict[str, Any]] = []
+        boot = np.empty((n_layers, n_boot))
+        for i, data in enumerate(layers):
+            eig = eigenspectrum(data.samples)
+            fit = fit_power_law(eig, fit_ranks)
+            boot[i] = bootstrap_alphas(data.samples, fit.ranks, resamples)
+            lo, hi = percentile_ci(boot[i])
+            per_layer.append({
+                "layer": i, "alpha": fit.alpha, "ci": [lo, hi], "r2": fit.r2, "ranks": list(fit.ranks),
+                "abs_alpha_plus_1": abs(fit.alpha + 1.0), "n": int(n), "d": int(data.d),
+                "spectrum": eig[:N_SPECTRUM_KEEP].astype(float).tolist(), "intercept": fit.intercept,
+            })
+        alphas = np.array([row["alpha"] for row in per_layer])
+        depth = np.arange(n_layers, dtype=float)
+        rho = spearman(depth, alphas)
+        rho_boot = np.array([_safe_spearman(depth, boot[:, b]) for b in range(n_boot)])
+        lo, hi = percentile_ci(rho_boot)
+        p = bootstrap_p_value(rho_boot)
+    except PolyauditError as e:
+        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, str(e), n=int(n))
+    r_lo, r_hi = fit_ranks
+    notes = (f"fit ranks {r_lo}-{r_hi} of {min(n, d)}; |alpha+1| by layer: "
+             + ", ".join(f"{row['abs_alpha_plus_1']:.2f}" for row in per_layer)
+             + f"; min R^2 {min(row['r2'] for row in per_layer):.2f}")
+    return Evidence(
+        claim=CLAIM, claim_version=VERSION, site=site, statistic=STATISTIC, effect=float(rho),
+        ci=(float(lo), float(hi)), p=float(p), n=int(n), predicted="nonzero", min_effect=MIN_EFFECT,
+        notes=notes,
+        details={"layers": per_layer, "alphas": alphas.tolist(), "ranks": [r_lo, r_hi],
+                 "n_layers": n_layers, "n_groups": len(np.unique(groups)), "n_boot": n_boot},
+    )
+
+
+def _safe_spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from polyaudit.stats import spearman
+
+    if not np.all(np.isfinite(y)) or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearman(x, y))

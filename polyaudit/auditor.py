@@ -1,0 +1,103 @@
+"""The per-test `audit` handle: profile, seeded generators, the run memo, and `conclude`, which turns
+Evidence into a verdict, records the report row and sets the pytest outcome."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from polyaudit.profiles import Profile
+from polyaudit.report.rows import make_row
+from polyaudit.verdict import Evidence, Status, Verdict, decide
+
+T = TypeVar("T")
+
+
+def _test_id(item: pytest.Item, model_id: str, site: str) -> str:
+    marker = item.get_closest_marker("claim")
+    if marker is None:
+        return item.nodeid
+    claim = marker.args[0] if marker.args else marker.kwargs.get("id", "?")
+    name = marker.kwargs.get("name", item.name.split("[")[0])
+    return f"{claim}-{name}[{model_id}:{site}]"
+
+
+def _provenance(subject: Any, probe_spec: str | None) -> dict[str, Any]:
+    prov: dict[str, Any] = {"model": subject.model_info()}
+    try:
+        prov["probe"] = subject.probe(probe_spec).describe()
+    except Exception as e:
+        prov["probe"] = {"name": str(probe_spec), "error": f"{type(e).__name__}: {e}"}
+    return prov
+
+
+class Auditor:
+    def __init__(self, item: pytest.Item, runtime: Any) -> None:
+        self.item = item
+        self.runtime = runtime
+
+    @property
+    def profile(self) -> Profile:
+        return self.runtime.options.profile  # type: ignore[no-any-return]
+
+    @property
+    def seed(self) -> int:
+        return int(self.runtime.options.seed)
+
+    def rng(self, *keys: object) -> np.random.Generator:
+        return self.runtime.rng(*keys)  # type: ignore[no-any-return]
+
+    def memo(self, key: Any, compute: Callable[[], T]) -> T:
+        return self.runtime.memo(key, compute)  # type: ignore[no-any-return]
+
+    def measure(self, subject: Any, compute: Callable[[], dict[str, Evidence]], probe: str | None = None) -> dict[str, Evidence]:
+        """The claim's evidence by site for this model: computed once per run (shared by the
+        claim's test ids) and cached on disk for warm reruns."""
+        marker = self.item.get_closest_marker("claim")
+        if marker is None:
+            raise RuntimeError("audit.measure needs a @pytest.mark.claim(...) marker on the test")
+        claim = marker.args[0]
+        version = int(marker.kwargs.get("version", 1))
+        return self.runtime.measure(subject, claim, version, probe if probe is not None else marker.kwargs.get("probe"), compute)  # type: ignore[no-any-return]
+
+    def conclude(self, evidence: Evidence, subject: Any, probe: str | None = None) -> Verdict:
+        """Record the row and set the outcome: PASS returns; FAIL/INCONCLUSIVE/ERROR raise the
+        plugin's outcome exceptions; SKIPPED skips with the reason."""
+        from polyaudit.plugin import ROW_KEY, ClaimError, ClaimFailed, ClaimInconclusive
+
+        marker = self.item.get_closest_marker("claim")
+        if probe is None and marker is not None:
+            probe = marker.kwargs.get("probe")
+        verdict = decide(evidence, self.profile.alpha)
+        row = make_row(evidence, verdict, test_id=_test_id(self.item, subject.id, evidence.site),
+                       nodeid=self.item.nodeid, model=subject.id, provenance=_provenance(subject, probe))
+        self.item.user_properties.append((ROW_KEY, json.dumps(row, sort_keys=True)))
+        if verdict.status is Status.PASS:
+            return verdict
+        if verdict.status is Status.SKIPPED:
+            pytest.skip(verdict.reason)
+        if verdict.status is Status.FAIL:
+            raise ClaimFailed(f"{verdict.reason} (a finding about the model, not a bug)")
+        if verdict.status is Status.INCONCLUSIVE:
+            raise ClaimInconclusive(verdict.reason)
+        raise ClaimError(verdict.reason)
+
+
+def error_row(item: pytest.Item, runtime: Any, message: str) -> dict[str, Any] | None:
+    """The ERROR row for a measurement that raised instead of concluding."""
+    marker = item.get_closest_marker("claim")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None or "subject" not in callspec.params:
+        return None
+    subject = runtime.subject(callspec.params["subject"])
+    site = str(callspec.params.get("site", "-"))
+    claim = marker.args[0] if marker.args else marker.kwargs.get("id", "?")
+    version = int(marker.args[1] if len(marker.args) > 1 else marker.kwargs.get("version", 1))
+    ev = Evidence.failed(claim, version, site, marker.kwargs.get("statistic", "-"), message)
+    verdict = decide(ev)
+    return make_row(ev, verdict, test_id=_test_id(item, subject.id, site), nodeid=item.nodeid,
+                    model=subject.id, provenance=_provenance(subject, marker.kwargs.get("probe")))

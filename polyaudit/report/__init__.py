@@ -1,0 +1,1 @@
+"""Reports: report rows, the terminal table, JSON and Markdown renderers (atomic writes)."""

@@ -1,0 +1,79 @@
+"""Report rows: one per claim x model x site, in the stable schema of DESIGN section 6.
+
+Row fields (never renamed): claim, claim_version, test_id, model, site, statistic, effect,
+ci [lo, hi], p, p_adj, n, verdict, notes, details. Non-finite numbers become null in JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from polyaudit.verdict import Evidence, Verdict
+
+ROW_KEY = "polyaudit_row"
+SCHEMA = "polyaudit.report/1"
+
+
+def jsonable(x: Any) -> Any:
+    """Convert numpy scalars/arrays and non-finite floats into JSON-safe values."""
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if x is None or isinstance(x, (str, int, bool)):
+        return x
+    return str(x)
+
+
+def make_row(
+    ev: Evidence,
+    verdict: Verdict,
+    *,
+    test_id: str,
+    nodeid: str,
+    model: str,
+    provenance: Mapping[str, Any],
+) -> dict[str, Any]:
+    notes = ev.notes
+    if verdict.reason and verdict.status.value in ("ERROR", "SKIPPED"):
+        notes = f"{verdict.reason}; {notes}" if notes else verdict.reason
+    row = {
+        "claim": ev.claim,
+        "claim_version": ev.claim_version,
+        "test_id": test_id,
+        "nodeid": nodeid,
+        "model": model,
+        "site": ev.site,
+        "statistic": ev.statistic,
+        "effect": ev.effect,
+        "ci": list(ev.ci),
+        "p": ev.p,
+        "p_adj": ev.p if ev.p_adj is None else ev.p_adj,
+        "n": ev.n,
+        "predicted": ev.predicted,
+        "min_effect": ev.min_effect,
+        "verdict": verdict.status.value,
+        "reason": verdict.reason,
+        "notes": notes,
+        "details": dict(ev.details),
+        "provenance": dict(provenance),
+    }
+    return jsonable(row)  # type: ignore[no-any-return]
+
+
+def dumps_row(row: Mapping[str, Any]) -> str:
+    return json.dumps(row, sort_keys=True, allow_nan=False)

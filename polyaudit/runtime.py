@@ -1,0 +1,213 @@
+"""Run-time state of one audit: options, the models under audit (subjects), their probes and
+captures, and a memo for measurements shared by several tests. Lives in `config.stash`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from polyaudit.profiles import Profile
+
+if TYPE_CHECKING:
+    from polyaudit.capture import Capture
+    from polyaudit.models.base import LoadedModel, SiteKind
+    from polyaudit.probes.base import ProbeSet
+
+T = TypeVar("T")
+DEFAULT_MODEL = "zoo:mlp-digits"
+DEVICES = ("cpu", "cuda", "auto")
+DTYPES = ("float32", "float16", "bfloat16", "auto")
+
+
+def cache_root(explicit: str | None = None) -> Path:
+    """`--cache-dir`, else $POLYAUDIT_CACHE, else ~/.cache/polyaudit."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("POLYAUDIT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "polyaudit"
+
+
+def stable_int(*keys: object) -> int:
+    """A process-independent integer from keys (Python's hash() is salted per process)."""
+    h = hashlib.sha256("\x1f".join(map(str, keys)).encode()).digest()
+    return int.from_bytes(h[:8], "little")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    probe: str | None = None
+    device: str = "cpu"
+    dtype: str | None = None
+    seed: int = 0
+    profile: Profile = field(default_factory=lambda: _default_profile())
+    json_path: str | None = None
+    report_dir: str | None = "reports"
+    strict: bool = False
+    revision: str | None = None
+    trust_remote_code: bool = False
+    cache_dir: str | None = None
+    use_cache: bool = True
+    progress: bool = False
+
+
+def _default_profile() -> Profile:
+    from polyaudit.profiles import PROFILES
+
+    return PROFILES["default"]
+
+
+@dataclass
+class _Need:
+    kinds: set[str] = field(default_factory=set)
+    min_samples: int = 0
+
+
+class Subject:
+    """One model under audit with its probes and activation captures (read-only for claims)."""
+
+    def __init__(self, loaded: LoadedModel, options: RunOptions) -> None:
+        self.loaded = loaded
+        self.options = options
+        self._needs: dict[str | None, _Need] = {}
+        self._probes: dict[str | None, ProbeSet] = {}
+        self._captures: dict[str | None, Capture] = {}
+
+    @property
+    def spec(self) -> str:
+        return self.loaded.spec
+
+    @property
+    def id(self) -> str:
+        return self.loaded.id
+
+    @property
+    def adapter(self) -> Any:
+        return self.loaded.adapter
+
+    def _probe_key(self, probe: str | None) -> str | None:
+        return probe if probe is not None else self.options.probe
+
+    def request(self, kinds: Iterable[str], probe: str | None = None, min_samples: int = 0) -> None:
+        """Declare what the selected claims will read, so one forward pass serves them all."""
+        need = self._needs.setdefault(self._probe_key(probe), _Need())
+        need.kinds.update(kinds)
+        need.min_samples = max(need.min_samples, min_samples)
+
+    def probe(self, probe: str | None = None) -> ProbeSet:
+        key = self._probe_key(probe)
+        if key not in self._probes:
+            from polyaudit.probes.registry import build_probe
+
+            need = self._needs.get(key, _Need())
+            self._probes[key] = build_probe(
+                key, self.loaded, self.options.profile, self.options.seed, min_samples=need.min_samples
+            )
+        return self._probes[key]
+
+    def capture(self, probe: str | None = None) -> Capture:
+        key = self._probe_key(probe)
+        if key not in self._captures:
+            from polyaudit.cache import ActivationCache
+            from polyaudit.capture import Capture
+
+            cache = ActivationCache(cache_root(self.options.cache_dir) / "activations") if self.options.use_cache else None
+            cap = Capture(self.loaded, self.probe(key), cache=cache,
+                          batch_size=self.options.profile.batch_size, progress=self.options.progress)
+            available = set(self.adapter.site_kinds)
+            kinds = {k for k in self._needs.get(key, _Need()).kinds if k in available}
+            if kinds:
+                cap.request(sorted(kinds))  # type: ignore[arg-type]
+            self._captures[key] = cap
+        return self._captures[key]
+
+    def prepare(self) -> None:
+        """Build every requested probe now, so a probe that is too small is reported up front."""
+        for key in list(self._needs):
+            self.probe(key)
+
+    def sites(self, kind: SiteKind) -> list[Any]:
+        return list(self.adapter.sites(kind))
+
+    def model_info(self) -> dict[str, Any]:
+        ad = self.adapter
+        return {
+            "spec": self.spec,
+            "id": self.id,
+            "revision": self.loaded.revision,
+            "sha256": self.loaded.sha256,
+            "family": ad.family,
+            "n_layers": ad.n_layers,
+            "activation": ad.activation,
+            "piecewise_linear": ad.piecewise_linear,
+            "dtype": str(ad.dtype).replace("torch.", ""),
+            "device": str(ad.device),
+        }
+
+
+class Runtime:
+    """Everything an audit run shares: options, subjects (loaded once), a measurement memo."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.subjects: dict[str, Subject] = {}
+        self._memo: dict[Any, Any] = {}
+        self.results_from_cache = 0
+        self.results_computed = 0
+
+    def subject(self, spec: str) -> Subject:
+        if spec not in self.subjects:
+            from polyaudit.models.loader import load_model
+
+            loaded = load_model(
+                spec, device=self.options.device, dtype=self.options.dtype,
+                revision=self.options.revision, trust_remote_code=self.options.trust_remote_code,
+                cache_dir=self.options.cache_dir, progress=self.options.progress,
+            )
+            self.subjects[spec] = Subject(loaded, self.options)
+        return self.subjects[spec]
+
+    def measure(self, subject: Subject, claim: str, version: int, probe: str | None,
+                compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A claim's evidence for one model: computed once per run, and served from the on-disk
+        results cache on a rerun with the same weights, probe, claim version, profile and seed."""
+        from polyaudit import __version__
+        from polyaudit.results_cache import load_or_compute, profile_fields, results_key
+
+        def run() -> dict[str, Any]:
+            root = cache_root(self.options.cache_dir) / "results" if self.options.use_cache else None
+            key = results_key(model=subject.loaded.sha256, probe=subject.probe(probe).digest, claim=claim,
+                              version=version, profile=profile_fields(self.options.profile),
+                              seed=self.options.seed, polyaudit=__version__)
+            evidence, hit = load_or_compute(root, key, compute)
+            if hit:
+                self.results_from_cache += 1
+            else:
+                self.results_computed += 1
+            return evidence
+
+        return self.memo(("measure", claim, subject.spec, probe), run)
+
+    def cache_summary(self) -> str | None:
+        """One line for the terminal: what came from the caches and what was computed."""
+        if not self.subjects:
+            return None
+        passes = sum(c.stats.n_forward_passes for s in self.subjects.values() for c in s._captures.values())
+        return (f"{self.results_computed} claim measurement(s) computed, {self.results_from_cache} served "
+                f"from the results cache; {passes} forward pass(es) over probes")
+
+    def memo(self, key: Any, compute: Callable[[], T]) -> T:
+        """Compute once per run (e.g. a claim's measurement over all its sites)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def rng(self, *keys: object) -> np.random.Generator:
+        """A generator seeded from --seed and the keys (claim, model, site): same seed, same numbers."""
+        return np.random.default_rng([self.options.seed, stable_int(*keys)])
