@@ -30,11 +30,17 @@ OPT_PROFILE = "--profile"
 OPT_JSON = "--json"
 OPT_REPORT_DIR = "--report-dir"
 OPT_NO_REPORTS = "--no-reports"
-OPT_STRICT = "--strict"
+OPT_STRICT = "--strict-verdicts"  # pytest owns `--strict` (strict mode); polyaudit honours it too
 OPT_REVISION = "--revision"
 OPT_TRUST = "--trust-remote-code"
 OPT_CACHE_DIR = "--cache-dir"
 OPT_NO_CACHE = "--no-cache"
+OPT_MD = "--md"
+OPT_HTML = "--html"
+OPT_BASELINE = "--baseline"
+OPT_SAVE_BASELINE = "--save-baseline"
+OPT_REPLACE_BASELINE = "--replace-baseline"
+OPT_TOLERANCE = "--tolerance"
 
 ROW_KEY = "polyaudit_row"
 
@@ -61,7 +67,7 @@ def _utc_stamp() -> str:
     return utc_stamp()
 
 
-@dataclass
+@dataclass(eq=False)  # registered as a plugin object: must stay hashable
 class Recorder:
     """Collects report rows from test reports (registered as a plugin object; kept in config.stash).
     Rows arrive through `report.user_properties`, so this works on a pytest-xdist controller too."""
@@ -103,7 +109,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption(OPT_NO_REPORTS, dest="polyaudit_no_reports", action="store_true",
                 help="do not write the default reports/<model>/ files")
     g.addoption(OPT_STRICT, dest="polyaudit_strict", action="store_true",
-                help="INCONCLUSIVE verdicts fail the run")
+                help="INCONCLUSIVE verdicts fail the run (pytest's own --strict implies it)")
     g.addoption(OPT_REVISION, dest="polyaudit_revision", default=None, help="hub revision (branch, tag or commit)")
     g.addoption(OPT_TRUST, dest="polyaudit_trust_remote_code", action="store_true",
                 help="allow a hub model's own code to run (off unless given)")
@@ -111,10 +117,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="activation and zoo cache (default $POLYAUDIT_CACHE or ~/.cache/polyaudit)")
     g.addoption(OPT_NO_CACHE, dest="polyaudit_no_cache", action="store_true",
                 help="do not read or write the activation cache")
+    g.addoption(*_names(OPT_MD, "pytest_md"), dest="polyaudit_md", metavar="PATH", default=None,
+                help="also write the Markdown report to exactly PATH")
+    g.addoption(*_names(OPT_HTML, "pytest_html"), dest="polyaudit_html", metavar="PATH", default=None,
+                help="also write the self-contained HTML report (with plots) to exactly PATH")
+    g.addoption(OPT_BASELINE, dest="polyaudit_baseline", metavar="FILE", default=None,
+                help="gate against a JSON report of an earlier run (same probe and claim versions): a "
+                     "verdict flipping away from PASS, or an effect dropping beyond the tolerance, fails")
+    g.addoption(OPT_SAVE_BASELINE, dest="polyaudit_save_baseline", metavar="FILE", default=None,
+                help="write this run's JSON report as a baseline to FILE (never overwrites silently)")
+    g.addoption(OPT_REPLACE_BASELINE, dest="polyaudit_replace_baseline", action="store_true",
+                help="let --save-baseline replace an existing FILE")
+    g.addoption(OPT_TOLERANCE, dest="polyaudit_tolerance", action="append", metavar="[CLAIM=]VALUE",
+                default=None, help="how far an effect may drop against --baseline (repeatable; VALUE for "
+                "every claim, CLAIM=VALUE for one; default from [tool.polyaudit.tolerance], else 0.1)")
+
+
+def _names(name: str, other_plugin: str) -> tuple[str, ...]:
+    """`--html` and `--polyaudit-html`; only the long name when the plugin that owns the short one
+    (pytest-html, pytest-md) is installed, so the two never collide."""
+    import importlib.util
+
+    long_name = "--polyaudit-" + name.lstrip("-")
+    return (long_name,) if importlib.util.find_spec(other_plugin) is not None else (name, long_name)
 
 
 def _options(config: pytest.Config) -> Any:
     from polyaudit.profiles import get_profile
+    from polyaudit.progress import progress_allowed
     from polyaudit.runtime import DEFAULT_MODEL, DEVICES, DTYPES, RunOptions
 
     o = config.option
@@ -135,9 +165,9 @@ def _options(config: pytest.Config) -> Any:
         models=models, probe=o.polyaudit_probe, device=o.polyaudit_device, dtype=o.polyaudit_dtype,
         seed=int(seed_txt), profile=profile, json_path=o.polyaudit_json,
         report_dir=None if o.polyaudit_no_reports else o.polyaudit_report_dir,
-        strict=o.polyaudit_strict, revision=o.polyaudit_revision,
+        strict=o.polyaudit_strict or bool(getattr(o, "strict", False)), revision=o.polyaudit_revision,
         trust_remote_code=o.polyaudit_trust_remote_code, cache_dir=o.polyaudit_cache_dir,
-        use_cache=not o.polyaudit_no_cache, progress=verbose >= 0,
+        use_cache=not o.polyaudit_no_cache, progress=verbose >= 0 and progress_allowed(),
     )
 
 
@@ -150,9 +180,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "plugin captures the named site kinds once per model and records the verdict row",
     )
     config.stash[RUNTIME] = Runtime(_options(config))
+    from polyaudit.progress import set_capture_suspender
+    from polyaudit.report.gate import GATE, Gate
+
+    capman = config.pluginmanager.getplugin("capturemanager")
+    progress = config.stash[RUNTIME].options.progress and capman is not None
+    set_capture_suspender(capman.global_and_fixture_disabled if progress else None)
+    gate = Gate.from_config(config, config.stash[RUNTIME].options.seed)
+    config.stash[GATE] = gate
+    config.pluginmanager.register(gate, "polyaudit-gate")
     recorder = Recorder()
     config.stash[RECORDER] = recorder
     config.pluginmanager.register(recorder, "polyaudit-recorder")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from polyaudit.progress import set_capture_suspender
+
+    set_capture_suspender(None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from polyaudit.errors import PolyauditError
+from polyaudit.report.rows import encode_array
 from polyaudit.verdict import Evidence
 
 CLAIM = "C4"

@@ -19,7 +19,7 @@ def render_table(doc: Mapping[str, Any], *, width: int = 120, color: bool = Fals
     from rich.table import Table
 
     buf = io.StringIO()
-    console = Console(file=buf, width=max(width, 100), force_terminal=color, color_system="standard" if color else None,
+    console = Console(file=buf, width=max(width, 150), force_terminal=color, color_system="standard" if color else None,
                       highlight=False, soft_wrap=False)
     v = doc.get("versions", {})
     for m in doc.get("models", []):
@@ -38,7 +38,8 @@ def render_table(doc: Mapping[str, Any], *, width: int = 120, color: bool = Fals
     for col, kw in (("claim", {}), ("model", {}), ("site", {}), ("statistic", {}),
                     ("effect [95% CI]", {"justify": "right"}), ("p (adj)", {"justify": "right"}),
                     ("n", {"justify": "right"}), ("verdict", {})):
-        table.add_column(col, overflow="fold", **kw)  # type: ignore[arg-type]
+        table.add_column(col, overflow="fold", no_wrap=col in ("claim", "effect [95% CI]", "p (adj)", "verdict"),
+                         **kw)  # type: ignore[arg-type]
     for r in doc.get("rows", []):
         verdict = str(r.get("verdict"))
         table.add_row(

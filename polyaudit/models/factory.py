@@ -1,0 +1,114 @@
+"""User factories: `module.path:callable` returns a model, optionally with its probe data.
+
+    def make():                       # mypkg/models.py, used as --model=mypkg.models:make
+        net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+        return net, (inputs, labels)  # or just `net`; labels may be omitted
+
+The callable is called with no arguments. The model must be an `nn.Sequential` or a transformers
+`PreTrainedModel` of a known family; the probe becomes a "vectors" ProbeSet named `factory:SPEC`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from polyaudit.errors import PolyauditError
+from polyaudit.models.base import Adapter
+from polyaudit.probes.base import ProbeSet
+
+
+def _import(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise PolyauditError(
+            f"cannot import module {module_name!r} of factory {spec!r} ({type(e).__name__}: {why}); "
+            "check the name and that its folder is on sys.path (PYTHONPATH)"
+        ) from e
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise PolyauditError(
+            f"module {module_name!r} has no callable {attr!r}: define def {attr}(): "
+            "returning an nn.Module (and optionally a probe)"
+        )
+    return fn
+
+
+def _as_probe(spec: str, probe: Any) -> ProbeSet:
+    if isinstance(probe, ProbeSet):
+        return probe
+    if isinstance(probe, torch.Tensor):
+        probe = (probe,)
+    if (
+        not isinstance(probe, (tuple, list))
+        or not 1 <= len(probe) <= 2
+        or not isinstance(probe[0], torch.Tensor)
+    ):
+        raise PolyauditError(
+            f"factory {spec!r} returned a probe of type {type(probe).__name__}: "
+            "return (inputs, labels) tensors, (inputs,) or a ProbeSet"
+        )
+    inputs = probe[0].detach()
+    raw = probe[1] if len(probe) == 2 else None
+    labels: np.ndarray | None = None
+    names: tuple[str, ...] | None = None
+    if raw is not None:
+        arr = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+        if arr.shape != (inputs.shape[0],) or not np.issubdtype(arr.dtype, np.integer):
+            raise PolyauditError(
+                f"factory {spec!r} returned labels of shape {arr.shape} ({arr.dtype}): "
+                f"give one integer label per input ({inputs.shape[0]})"
+            )
+        uniq, inverse = np.unique(arr, return_inverse=True)
+        labels, names = inverse.astype(np.int64), tuple(str(u) for u in uniq)
+    return ProbeSet(
+        name=f"factory:{spec}", kind="vectors", inputs=inputs, labels=labels, label_names=names
+    )
+
+
+def make_adapter(model: nn.Module) -> Adapter:
+    """The adapter of a module: nn.Sequential or a transformers model of a known family."""
+    from polyaudit.models.hf import KNOWN_FAMILIES, make_hf_adapter
+    from polyaudit.models.sequential import SequentialAdapter
+
+    if isinstance(model, nn.Sequential):
+        return SequentialAdapter(model)
+    from transformers import PreTrainedModel
+
+    if isinstance(model, PreTrainedModel):
+        return make_hf_adapter(model)
+    raise PolyauditError(
+        f"no adapter knows a {type(model).__name__}: polyaudit knows {KNOWN_FAMILIES}"
+    )
+
+
+def load_factory(spec: str) -> tuple[nn.Module, Adapter, ProbeSet | None]:
+    """Call the factory: (model in eval mode with grads off, its adapter, its probe or None)."""
+    result = _import(spec)()
+    probe_raw: Any = None
+    if isinstance(result, tuple):
+        if len(result) != 2:
+            raise PolyauditError(
+                f"factory {spec!r} returned a tuple of {len(result)} items: "
+                "return a module, or (module, probe)"
+            )
+        result, probe_raw = result
+    if not isinstance(result, nn.Module):
+        raise PolyauditError(
+            f"factory {spec!r} returned an object of type {type(result).__name__}, not a "
+            "torch.nn.Module: return a module, or (module, probe)"
+        )
+    model = result.eval()
+    model.requires_grad_(False)
+    adapter = make_adapter(model)
+    probe = _as_probe(spec, probe_raw) if probe_raw is not None else None
+    if probe is not None and adapter.input_kind == "vectors" and probe.kind != "vectors":
+        raise PolyauditError(f"factory {spec!r} returned a {probe.kind} probe for a vector model")
+    return model, adapter, probe

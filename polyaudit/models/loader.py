@@ -1,0 +1,147 @@
+"""`load_model(spec)`: the one entry point from a `--model` spec to a LoadedModel.
+
+Dispatches on the spec's kind (hub id or local folder -> transformers; `zoo:` -> the built-in zoo;
+`module:callable` -> a user factory), places the model on the device, and records provenance: the
+hub commit when known, a sha256 of the weights, the context length, the default probe.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from polyaudit.errors import PolyauditError
+from polyaudit.models.base import LoadedModel
+from polyaudit.models.hashing import model_sha256
+from polyaudit.models.hf import DTYPES, KNOWN_FAMILIES
+from polyaudit.models.spec import parse_spec
+
+__all__ = ["DEVICES", "DTYPE_NAMES", "KNOWN_FAMILIES", "load_model"]
+
+DEVICES = ("cpu", "cuda", "auto")
+DTYPE_NAMES = (*DTYPES, "auto")
+
+
+def check_device(device: str) -> None:
+    """One-line errors for an unknown device, or cuda asked for where there is none."""
+    if device not in DEVICES:
+        raise PolyauditError(f"unknown device {device!r}: use cpu, cuda or auto")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PolyauditError(
+            f"device 'cuda' requested but torch {torch.__version__} sees no CUDA device: "
+            "use --device=cpu (or auto to use a GPU only when there is one)"
+        )
+
+
+def check_dtype(dtype: str | None) -> None:
+    if dtype is not None and dtype not in DTYPE_NAMES:
+        raise PolyauditError(f"unknown dtype {dtype!r}: use {', '.join(DTYPE_NAMES)}")
+
+
+def _place(model: nn.Module, device: str, dtype: str | None) -> nn.Module:
+    """Move a zoo or factory model to the device and dtype ("auto"/None keep its dtype)."""
+    if dtype in DTYPES:
+        model = model.to(DTYPES[dtype])
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        model = model.to("cuda")
+    return model
+
+
+def _local_tokenizer(model: nn.Module) -> Any | None:
+    """A factory's transformers model: its tokenizer when its config names a local folder."""
+    from transformers import AutoTokenizer
+
+    name = str(getattr(getattr(model, "config", None), "name_or_path", "") or "")
+    if not name or not os.path.isdir(name):
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError):
+        return None
+
+
+def load_model(
+    spec: str,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    cache_dir: str | None = None,
+    progress: bool = False,
+    hf_cache_dir: str | None = None,
+) -> LoadedModel:
+    """Load the model a spec names, in eval mode with grads off, with its adapter and provenance.
+
+    `dtype` None keeps the checkpoint's dtype ("auto"). `cache_dir` is polyaudit's cache root
+    (--cache-dir; default $POLYAUDIT_CACHE or ~/.cache/polyaudit), where the zoo is cached.
+    `revision`, `trust_remote_code` and `hf_cache_dir` (the Hugging Face hub cache; default
+    transformers' own, from HF_HOME / HF_HUB_CACHE) apply to hub ids and local folders only.
+    """
+    check_device(device)
+    check_dtype(dtype)
+    parsed = parse_spec(spec)
+    if revision is not None and parsed.kind in ("zoo", "factory"):
+        raise PolyauditError(
+            f"--revision applies to hub models, not to {parsed.kind} spec {spec!r}: drop it"
+        )
+
+    if parsed.kind in ("hub", "local"):
+        from polyaudit.models.hf import load_hf
+
+        model, hf_adapter, tokenizer, info = load_hf(
+            parsed.target,
+            local=parsed.kind == "local",
+            device=device,
+            dtype=dtype,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            cache_dir=hf_cache_dir,
+            progress=progress,
+        )
+        loaded = LoadedModel(
+            spec=spec,
+            model=model,
+            adapter=hf_adapter,
+            tokenizer=tokenizer,
+            default_probe="text:stdlib",
+            revision=info["revision"],
+            max_positions=info["max_positions"],
+            meta={"kind": parsed.kind, **info},
+        )
+    elif parsed.kind == "zoo":
+        from polyaudit.models.sequential import SequentialAdapter
+        from polyaudit.models.zoo import load_zoo
+
+        net, info = load_zoo(parsed.target, parsed.params, cache_dir=cache_dir, progress=progress)
+        net = _place(net, device, dtype)
+        loaded = LoadedModel(
+            spec=spec,
+            model=net,
+            adapter=SequentialAdapter(net),
+            default_probe=info["default_probe"],
+            revision=f"zoo-recipe-v{info['recipe_version']}",
+            meta={"kind": "zoo", **info},
+        )
+    else:
+        from polyaudit.models.factory import load_factory
+        from polyaudit.models.hf import max_positions
+
+        net, adapter, probe = load_factory(parsed.target)
+        net = _place(net, device, dtype)
+        tokens = adapter.input_kind == "tokens"
+        loaded = LoadedModel(
+            spec=spec,
+            model=net,
+            adapter=adapter,
+            probe=probe,
+            tokenizer=_local_tokenizer(net) if tokens else None,
+            default_probe=probe.name if probe is not None else ("text:stdlib" if tokens else None),
+            max_positions=max_positions(getattr(net, "config", None)) if tokens else None,
+            meta={"kind": "factory"},
+        )
+    loaded.sha256 = model_sha256(loaded.model)
+    return loaded

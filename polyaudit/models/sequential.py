@@ -1,0 +1,100 @@
+"""Sites of a plain `nn.Sequential` network (MLPs, small CNNs): one layer per nonlinearity.
+
+A layer's `mlp_pre` is the INPUT of its nonlinearity (the pre-activation, whose signs are the
+spline code), and `resid` its OUTPUT (the hidden representation the next layer reads). Plain
+networks have no separate MLP output, so `mlp_out` does not exist. Dropout is the identity in eval
+mode. With only ReLU-like nonlinearities the network is piecewise linear (Black, Sharkey et al.
+2022, section 2: each spline code names one polytope on which the network is affine).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from polyaudit.errors import PolyauditError
+from polyaudit.models.base import Adapter, Site, SiteKind
+
+NONLINEARITIES: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu",
+    nn.LeakyReLU: "leaky_relu",
+    nn.ReLU6: "relu6",
+    nn.PReLU: "prelu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Tanh: "tanh",
+    nn.Sigmoid: "sigmoid",
+    nn.ELU: "elu",
+    nn.SELU: "selu",
+    nn.CELU: "celu",
+    nn.Softplus: "softplus",
+    nn.Mish: "mish",
+    nn.Hardtanh: "hardtanh",
+    nn.Hardswish: "hardswish",
+    nn.Hardsigmoid: "hardsigmoid",
+}
+PIECEWISE_LINEAR = frozenset({"relu", "leaky_relu", "relu6", "prelu"})
+
+
+def _act_name(module: nn.Module) -> str | None:
+    for cls, name in NONLINEARITIES.items():
+        if type(module) is cls:
+            return name
+    return None
+
+
+class SequentialAdapter(Adapter):
+    """Adapter for `nn.Sequential` (nested Sequentials included), layers in execution order."""
+
+    family = "sequential"
+    input_kind = "vectors"
+    site_kinds: tuple[SiteKind, ...] = ("mlp_pre", "resid")
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Sequential):
+            raise PolyauditError(
+                f"the sequential adapter needs an nn.Sequential, got {type(model).__name__}"
+            )
+        super().__init__(model)
+        named = [(n, m) for n, m in model.named_modules(remove_duplicate=False) if _act_name(m)]
+        if len({id(m) for _, m in named}) != len(named):
+            raise PolyauditError(
+                "the nn.Sequential reuses one activation module in several places: give each "
+                "layer its own nonlinearity module so its sites are distinct"
+            )
+        if not named:
+            raise PolyauditError(
+                "the nn.Sequential has no nonlinearity module (ReLU, GELU, Tanh, ...): "
+                "polyaudit's sites are the inputs and outputs of its nonlinearities"
+            )
+        for path, _ in named:
+            parent = model.get_submodule(path.rpartition(".")[0]) if "." in path else model
+            if not isinstance(parent, nn.Sequential):
+                raise PolyauditError(
+                    f"nonlinearity {path!r} sits inside a {type(parent).__name__}, not a Sequential: "
+                    "wrap the model in a factory with its own adapter, or flatten it into nn.Sequential"
+                )
+        self.paths = [n for n, _ in named]
+        names = [_act_name(m) or "?" for _, m in named]
+        self.n_layers = len(named)
+        self.activation = (
+            names[0] if len(set(names)) == 1 else "mixed(" + ",".join(dict.fromkeys(names)) + ")"
+        )
+        self.piecewise_linear = all(n in PIECEWISE_LINEAR for n in names)
+
+    def _site(self, kind: SiteKind, layer: int) -> Site:
+        if kind == "mlp_pre":
+            return Site(layer=layer, kind=kind, module=self.paths[layer], tap="input")
+        return Site(layer=layer, kind=kind, module=self.paths[layer], tap="output")
+
+    def _call(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None) -> Any:
+        return self.model(inputs)
+
+    def _logits(self, output: Any) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor):
+            raise PolyauditError(
+                f"the nn.Sequential returned a {type(output).__name__}, not a tensor of logits"
+            )
+        return output
