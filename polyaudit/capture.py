@@ -1,0 +1,244 @@
+"""Run a model over a probe set and record activations at sites, once per (model, probe, site).
+
+Claims declare up front which site kinds they read (`request`), so ONE truncated forward pass over
+the probe serves them all: the adapter stops the forward as soon as the deepest hooked site has
+fired, so no layer past it (and no LM head) runs. The hooks do the least work they can: gather the
+kept rows on the device (the batch's (sequence, position) pairs for tokens, every row for vectors)
+and copy them into a preallocated float32 CPU buffer. Results live in memory for the run and in an
+`ActivationCache` on disk for the next one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from polyaudit.cache import ActivationCache, entry_key
+from polyaudit.errors import PolyauditError
+from polyaudit.models.base import LoadedModel, Site, SiteKind
+from polyaudit.probes.base import ProbeSet
+
+
+@dataclass(frozen=True)
+class SiteData:
+    """The activations of one site at every kept sample of a probe (arrays are read-only: they are
+    shared by every claim of the run)."""
+
+    site: Site
+    samples: np.ndarray  # float32 [n_samples, d]: the site's activation at each kept sample
+    groups: np.ndarray  # int [n_samples]: resampling unit (probe.groups)
+    labels: np.ndarray | None
+    n_nonfinite: int  # non-finite values found (kept as they are; claims turn them into ERROR rows)
+
+    @property
+    def d(self) -> int:
+        return int(self.samples.shape[1])
+
+
+@dataclass
+class CaptureStats:
+    forward_seconds: float = 0.0
+    n_forward_batches: int = 0
+    n_forward_passes: int = 0  # full passes over the probe
+    cache_hits: int = 0
+    cache_misses: int = 0
+    recomputed: int = 0  # corrupt cache entries detected and recomputed
+
+
+@dataclass(frozen=True)
+class _Batch:
+    start: int  # first input of the batch
+    stop: int
+    rows: slice  # rows of the (sequence-sorted) sample buffer this batch fills
+    index: torch.Tensor | None  # tokens: local sequence * seq_len + position of each kept sample
+
+
+class Capture:
+    """Activations of `probe` on `loaded`, per site: memory, then disk cache, then a forward pass."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        probe: ProbeSet,
+        *,
+        cache: ActivationCache | None,
+        batch_size: int,
+        progress: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise PolyauditError(f"batch size must be at least 1, got {batch_size}")
+        if probe.kind != loaded.adapter.input_kind:
+            raise PolyauditError(
+                f"probe {probe.name} holds {probe.kind}, the model takes {loaded.adapter.input_kind}"
+            )
+        self.loaded = loaded
+        self.probe = probe
+        # Without a model hash two models would share entries: no disk cache then.
+        self.cache = cache if loaded.sha256 else None
+        self.batch_size = batch_size
+        self.progress = progress
+        self.stats = CaptureStats()
+        self._requested: set[Site] = set()
+        self._memory: dict[Site, SiteData] = {}
+        self._digest = probe.digest
+        self._groups = probe.groups
+        self._labels = None if probe.labels is None else np.array(probe.labels, dtype=np.int64)
+        for arr in (self._groups, self._labels):
+            if arr is not None:
+                arr.flags.writeable = False
+        adapter = loaded.adapter
+        self._key_extra = (str(adapter.dtype), adapter.device.type)
+
+    # --- public ------------------------------------------------------------------------------
+    def request(self, kinds: Iterable[SiteKind]) -> None:
+        """Declare site kinds the run will read, so one forward pass captures all of them."""
+        for kind in kinds:
+            self._requested.update(self.loaded.adapter.sites(kind))
+
+    def get(self, site: Site) -> SiteData:
+        if site in self._memory:
+            return self._memory[site]
+        todo: list[Site] = []
+        for s in sorted(self._requested | {site}, key=lambda s: s.depth_key):
+            if s not in self._memory and not self._from_cache(s):
+                todo.append(s)
+        if todo:
+            self._forward(todo)
+        return self._memory[site]
+
+    def get_kind(self, kind: SiteKind) -> list[SiteData]:
+        """All layers of one kind, shallow to deep."""
+        self.request([kind])
+        return [self.get(s) for s in self.loaded.adapter.sites(kind)]
+
+    # --- cache -------------------------------------------------------------------------------
+    def _key(self, site: Site) -> str:
+        return entry_key(self.loaded.sha256, self._digest, site.name, *self._key_extra)
+
+    def _from_cache(self, site: Site) -> bool:
+        if self.cache is None:
+            return False
+        found = self.cache.load(self._key(site))
+        entry = found.entry
+        if entry is not None and (
+            entry.samples.shape[0] != self.probe.n_samples
+            or not np.array_equal(entry.groups, self._groups)
+        ):
+            entry = None  # same key, different samples: cannot happen unless the file was swapped
+        if entry is None:
+            if found.corrupt:
+                self.stats.recomputed += 1
+            else:
+                self.stats.cache_misses += 1
+            return False
+        self.stats.cache_hits += 1
+        self._remember(site, entry.samples)
+        return True
+
+    def _remember(self, site: Site, samples: np.ndarray) -> SiteData:
+        samples.flags.writeable = False  # shared by every claim of the run: read-only
+        data = SiteData(
+            site=site,
+            samples=samples,
+            groups=self._groups,
+            labels=self._labels,
+            n_nonfinite=int(samples.size - np.count_nonzero(np.isfinite(samples))),
+        )
+        self._memory[site] = data
+        return data
+
+    # --- forward -----------------------------------------------------------------------------
+    def _plan(self, device: torch.device) -> tuple[list[_Batch], np.ndarray | None]:
+        """Batches to run and, for tokens kept out of sequence order, the permutation from
+        sequence order back to probe order (None when they already agree)."""
+        n_inputs = int(self.probe.inputs.shape[0])
+        bs = self.batch_size
+        starts = range(0, n_inputs, bs)
+        if self.probe.positions is None:
+            return [
+                _Batch(b, min(b + bs, n_inputs), slice(b, min(b + bs, n_inputs)), None)
+                for b in starts
+            ], None
+        seq_len = int(self.probe.inputs.shape[1])
+        pos = np.asarray(self.probe.positions, dtype=np.int64)
+        order: np.ndarray | None = np.argsort(pos[:, 0], kind="stable")
+        if np.all(np.diff(pos[:, 0]) >= 0):
+            order = None
+        seq, tok = (pos[:, 0], pos[:, 1]) if order is None else (pos[order, 0], pos[order, 1])
+        bounds = np.searchsorted(seq, np.arange(0, n_inputs + bs, bs))
+        batches = []
+        for i, b in enumerate(starts):
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            if hi > lo:  # a batch without kept samples needs no forward
+                index = torch.from_numpy((seq[lo:hi] - b) * seq_len + tok[lo:hi]).to(device)
+                batches.append(_Batch(b, min(b + bs, n_inputs), slice(lo, hi), index))
+        return batches, order
+
+    def _forward(self, sites: list[Site]) -> None:
+        adapter = self.loaded.adapter
+        probe = self.probe
+        device = adapter.device
+        batches, order = self._plan(device)
+        n = probe.n_samples
+        seq_len = int(probe.inputs.shape[1]) if probe.positions is not None else 1
+        buffers: dict[Site, torch.Tensor] = {}
+        current: list[_Batch] = []
+
+        def reader(site: Site, t: torch.Tensor) -> None:
+            # [B, T, d], [B*T, d] (flattened MLPs) or [B, ...]: one row per token (or input).
+            batch = current[0]
+            flat = t.reshape((batch.stop - batch.start) * seq_len, -1)
+            buf = buffers.get(site)
+            if buf is None:
+                buf = buffers[site] = torch.empty((n, flat.shape[1]), dtype=torch.float32)
+            elif buf.shape[1] != flat.shape[1]:
+                raise PolyauditError(
+                    f"site width changed between batches ({buf.shape[1]} -> {flat.shape[1]})",
+                    site=site.name,
+                )
+            out = buf[batch.rows]
+            if batch.index is None:
+                out.copy_(flat)
+            elif flat.device == out.device and flat.dtype == out.dtype:
+                torch.index_select(flat, 0, batch.index, out=out)  # gather straight into the buffer
+            else:
+                out.copy_(flat.index_select(0, batch.index))  # gather on the device, then one copy
+
+        reads = dict.fromkeys(sites, reader)
+        t0 = time.perf_counter()
+        for i, batch in enumerate(batches):
+            current[:] = [batch]
+            mask = probe.attention_mask
+            batch_mask = None if mask is None else mask[batch.start : batch.stop].to(device)
+            adapter.run_until(probe.inputs[batch.start : batch.stop], batch_mask, reads)
+            self.stats.n_forward_batches += 1
+            if self.progress:
+                sys.stderr.write(
+                    f"\rpolyaudit: capturing {len(sites)} sites, batch {i + 1}/{len(batches)}"
+                )
+        if self.progress and batches:
+            sys.stderr.write("\n")
+        self.stats.forward_seconds += time.perf_counter() - t0
+        self.stats.n_forward_passes += 1
+        missing = [s.name for s in sites if s not in buffers]
+        if missing and batches:
+            raise PolyauditError(
+                f"sites {', '.join(missing)} never fired during the forward pass: the adapter names the wrong modules",
+                model=self.loaded.spec,
+            )
+        for site in sites:
+            samples = (
+                buffers[site].numpy() if site in buffers else np.zeros((n, 0), dtype=np.float32)
+            )
+            if order is not None:
+                restored = np.empty_like(samples)
+                restored[order] = samples
+                samples = restored
+            self._remember(site, samples)
+            if self.cache is not None:
+                self.cache.store(self._key(site), samples, self._groups, self._labels)
