@@ -22,6 +22,7 @@ import pytest
 from polyaudit.errors import PolyauditError
 
 OPT_MODEL = "--model"
+OPT_FAMILY = "--family"
 OPT_PROBE = "--probe"
 OPT_DEVICE = "--device"
 OPT_DTYPE = "--dtype"
@@ -86,6 +87,7 @@ class Recorder:
 
 
 RUNTIME = pytest.StashKey["Any"]()
+FAMILY_ERROR = pytest.StashKey[str]()
 RECORDER = pytest.StashKey[Recorder]()
 
 
@@ -94,6 +96,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption(OPT_MODEL, action="append", dest="polyaudit_models", metavar="SPEC", default=None,
                 help="model to audit (repeatable): HF hub id, local HF dir, zoo:NAME[?k=v], or "
                      "package.module:factory. Default: zoo:mlp-digits.")
+    g.addoption(OPT_FAMILY, action="append", dest="polyaudit_families", metavar="FAMILY", default=None,
+                help="dropout family for C5 (repeatable): zoo:NAME[?rates=0,0.4,0.8&seeds=N&k=v] or "
+                     "RATE=SPEC,RATE=SPEC,... Default: the family of each zoo --model.")
     g.addoption(OPT_PROBE, dest="polyaudit_probe", metavar="SPEC", default=None,
                 help="probe set: text:stdlib, text:FILE, labelled:categories, digits (default: per model)")
     g.addoption(OPT_DEVICE, dest="polyaudit_device", default="cpu", help="cpu, cuda or auto (default cpu)")
@@ -160,6 +165,13 @@ def _options(config: pytest.Config) -> Any:
     except PolyauditError as e:
         raise pytest.UsageError(str(e)) from None
     models = tuple(dict.fromkeys(o.polyaudit_models or [DEFAULT_MODEL]))
+    families = tuple(dict.fromkeys(o.polyaudit_families or []))
+    try:
+        from polyaudit.models.family import parse_family
+
+        families = tuple(parse_family(f).text for f in families)
+    except PolyauditError as e:
+        raise pytest.UsageError(str(e)) from None
     verbose = config.get_verbosity() if hasattr(config, "get_verbosity") else config.option.verbose
     return RunOptions(
         models=models, probe=o.polyaudit_probe, device=o.polyaudit_device, dtype=o.polyaudit_dtype,
@@ -168,6 +180,7 @@ def _options(config: pytest.Config) -> Any:
         strict=o.polyaudit_strict or bool(getattr(o, "strict", False)), revision=o.polyaudit_revision,
         trust_remote_code=o.polyaudit_trust_remote_code, cache_dir=o.polyaudit_cache_dir,
         use_cache=not o.polyaudit_no_cache, progress=verbose >= 0 and progress_allowed(),
+        families=families,
     )
 
 
@@ -207,6 +220,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         specs = metafunc.config.stash[RUNTIME].options.models
         metafunc.parametrize("subject", list(specs), indirect=True, scope="session",
                              ids=[model_id(s) for s in specs])
+    if "family" in metafunc.fixturenames:  # C5 dropout families: one test id per family x layer
+        from polyaudit.models.family import family_params
+
+        runtime = metafunc.config.stash[RUNTIME]
+        try:
+            params, ids = runtime.memo(("family-params",), lambda: family_params(runtime))
+        except PolyauditError as e:  # reported as one line by pytest_collection_modifyitems
+            metafunc.config.stash[FAMILY_ERROR] = str(e)
+            params, ids = [], []
+        metafunc.parametrize(("family", "site"), params, indirect=["family"], scope="session", ids=ids)
 
 
 @pytest.hookimpl(trylast=True)
@@ -215,6 +238,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     a bad spec, an unreachable hub, an unknown architecture or a probe that is too small is one
     clear line (pytest's usage error), not a traceback per test."""
     runtime = config.stash[RUNTIME]
+    if config.stash.get(FAMILY_ERROR, None):
+        raise pytest.UsageError(config.stash[FAMILY_ERROR])
     needs: list[tuple[str, Any]] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
@@ -239,6 +264,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def subject(request: pytest.FixtureRequest) -> Any:
     """The model under audit (eval mode, grads off), with its probes and cached captures."""
     return request.config.stash[RUNTIME].subject(request.param)
+
+
+@pytest.fixture(scope="session")
+def family(request: pytest.FixtureRequest) -> Any:
+    """A dropout family under audit (C5), its models trained or loaded once per run; or, for a model
+    without one, a stand-in whose rows conclude SKIPPED with the reason."""
+    from polyaudit.models.family import family_subject
+
+    return family_subject(request.config.stash[RUNTIME], request.param)
 
 
 @pytest.fixture

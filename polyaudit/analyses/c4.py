@@ -87,7 +87,8 @@ def alpha_depth(
         ci=(float(lo), float(hi)), p=float(p), n=int(n), predicted="nonzero", min_effect=MIN_EFFECT,
         notes=notes,
         details={"layers": per_layer, "alphas": alphas.tolist(), "ranks": [r_lo, r_hi],
-                 "n_layers": n_layers, "n_groups": len(np.unique(groups)), "n_boot": n_boot},
+                 "n_layers": n_layers, "n_groups": len(np.unique(groups)), "n_boot": n_boot,
+                 "boot_effect": encode_array(rho_boot)},
     )
 
 

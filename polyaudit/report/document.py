@@ -80,6 +80,8 @@ def build_document(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) ->
         "summary": summarize(rows),
         "rows": clean_rows,
     }
+    if run.get("baseline") is not None:
+        doc["baseline"] = run["baseline"]  # the --baseline this run was compared with (rows: row["baseline"])
     return jsonable(doc)  # type: ignore[no-any-return]
 
 

@@ -16,6 +16,57 @@ def _cell(x: Any) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
+def _row_cells(r: Mapping[str, Any]) -> list[Any]:
+    return [f"{r.get('claim')} v{r.get('claim_version')}", r.get("model"), r.get("site"),
+            r.get("statistic"), f"{fmt_num(r.get('effect'))} {fmt_ci(r.get('ci'))}",
+            fmt_p(r.get("p_adj")), r.get("n"), _ICON.get(str(r.get("verdict")), r.get("verdict"))]
+
+
+def _table(doc: Mapping[str, Any]) -> list[str]:
+    """One row per claim x model x site; with several models, one column per model (side by side).
+    A run with a baseline gets a `vs baseline` column (or line in each model's cell)."""
+    from polyaudit.report.pivot import baseline_text, models_of, pivot
+
+    rows = doc.get("rows", [])
+    has_base = isinstance(doc.get("baseline"), Mapping)
+    models = models_of(rows)
+    if len(models) <= 1:
+        head = ["claim", "model", "site", "statistic", "effect [95% CI]", "p (adj)", "n", "verdict"]
+        head += ["vs baseline"] if has_base else []
+        body = [_row_cells(r) + ([baseline_text(r) or "-"] if has_base else []) for r in rows]
+    else:
+        head = ["claim", "site", "statistic", *(f"`{m}`" for m in models)]
+        body = []
+        for line in pivot(rows):
+            cells: list[Any] = [f"{line.claim} v{line.claim_version}", line.site, line.statistic]
+            for m in models:
+                r = line.cells.get(m)
+                if r is None:
+                    cells.append("-")
+                    continue
+                cell = f"{fmt_num(r.get('effect'))} {fmt_ci(r.get('ci'))} {_ICON.get(str(r.get('verdict')), r.get('verdict'))}"
+                base = baseline_text(r) if has_base else ""
+                cells.append(f"{cell}; {base}" if base else cell)
+            body.append(cells)
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(_cell(c) for c in cells) + " |" for cells in body]
+    return out
+
+
+def _baseline_lines(doc: Mapping[str, Any]) -> list[str]:
+    b = doc.get("baseline")
+    if not isinstance(b, Mapping):
+        return []
+    rows = doc.get("rows", [])
+    regressed = [r for r in rows if (r.get("baseline") or {}).get("status") == "regressed"]
+    tol = ", ".join(f"{k} {fmt_num(v)}" for k, v in (b.get("tolerances") or {}).items())
+    name = str(b.get("path", "?")).replace("\\", "/").rsplit("/", 1)[-1]
+    line = (f"- baseline: `{name}` (sha256 `{str(b.get('sha256'))[:12]}`), tolerances {tol}: "
+            + (f"**{len(regressed)} regressed** of {len(rows)} rows" if regressed else f"no regression in {len(rows)} rows"))
+    missing = b.get("missing") or []
+    return [line] + ([f"- not in this run: {', '.join(f'`{k}`' for k in missing)}"] if missing else [])
+
+
 def render_markdown(doc: Mapping[str, Any]) -> str:
     models = ", ".join(
         f"`{m.get('spec')}`" + (f" @ `{str(m['revision'])[:12]}`" if m.get("revision") else "")
@@ -32,19 +83,10 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         f"- profile `{doc.get('profile')}`, seed {doc.get('seed')}, device `{doc.get('device')}`, "
         f"polyaudit {doc.get('versions', {}).get('polyaudit', '?')}",
         f"- verdicts: {summary or 'no rows'}",
+        *_baseline_lines(doc),
         "",
-        "| claim | model | site | statistic | effect [95% CI] | p (adj) | n | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        *_table(doc),
     ]
-    for r in doc.get("rows", []):
-        ci = r.get("ci") or [None, None]
-        lines.append(
-            "| " + " | ".join(_cell(c) for c in (
-                f"{r.get('claim')} v{r.get('claim_version')}", r.get("model"), r.get("site"),
-                r.get("statistic"), f"{fmt_num(r.get('effect'))} {fmt_ci(ci)}",
-                fmt_p(r.get("p_adj")), r.get("n"), _ICON.get(str(r.get("verdict")), r.get("verdict")),
-            )) + " |"
-        )
     notes = [(r.get("test_id"), r.get("notes")) for r in doc.get("rows", []) if r.get("notes")]
     if notes:
         lines += ["", "<details><summary>notes</summary>", ""]

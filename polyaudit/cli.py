@@ -1,0 +1,233 @@
+"""The `polyaudit` command: pytest runs the audit; this command renders and compares its reports.
+It reads reports; it never loads or runs a model.
+
+    polyaudit report RUN.json --html out.html --md out.md   # render a report (no output flag: table)
+    polyaudit report RUN.json --baseline BASE.json --md pr.md   # ... with a vs-baseline column
+    polyaudit compare BASE.json NEW.json                     # diff table; exit status like the gate
+    polyaudit list                                           # claims, versions and what they need
+    polyaudit validate RUN.json                              # schema + integrity check
+
+Exit status: 0 fine, 1 a row regressed against the baseline (compare, or report --baseline),
+4 the input was refused (unreadable, tampered, truncated, not a report, other probe or claim
+version; the same code as pytest's usage errors, so a CI step treats both alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from polyaudit.errors import PolyauditError
+
+EXIT_OK, EXIT_REGRESSED, EXIT_REFUSED = 0, 1, 4
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_REFUSED, f"polyaudit: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="polyaudit", description="Render and compare polyaudit reports (pytest runs the audit).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def tolerance_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--tolerance", action="append", default=[], metavar="[CLAIM=]VALUE",
+                        help="allowed effect drop (repeatable; VALUE for every claim, CLAIM=VALUE for one)")
+        sp.add_argument("--config", default="pyproject.toml", metavar="PYPROJECT",
+                        help="read [tool.polyaudit.tolerance] from this file (default ./pyproject.toml)")
+
+    r = sub.add_parser("report", help="render a JSON report as HTML / Markdown / a terminal table")
+    r.add_argument("run", metavar="RUN.json")
+    r.add_argument("--html", metavar="PATH", help="write the self-contained HTML report")
+    r.add_argument("--md", metavar="PATH", help="write the Markdown report")
+    r.add_argument("--json", metavar="PATH", help="write the JSON report (with the baseline comparison)")
+    r.add_argument("--baseline", metavar="BASE.json", help="add a vs-baseline comparison")
+    tolerance_args(r)
+
+    c = sub.add_parser("compare", help="compare a run with a baseline (exit 1 on a regression)")
+    c.add_argument("baseline", metavar="BASE.json")
+    c.add_argument("run", metavar="NEW.json")
+    c.add_argument("--md", metavar="PATH", help="also write the run's Markdown with a vs-baseline column")
+    c.add_argument("--json", metavar="PATH", help="also write the run's JSON with the comparison")
+    tolerance_args(c)
+
+    ls = sub.add_parser("list", help="list the claims, their versions and what they need")
+    ls.add_argument("--claims", default="claims", metavar="DIR", help="folder of claim files (default ./claims)")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    v = sub.add_parser("validate", help="check a report against the schema and its integrity checksum")
+    v.add_argument("run", metavar="RUN.json")
+    return p
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 140)
+
+
+def _write(path: str, text: str) -> None:
+    from polyaudit.report.io import atomic_write_text
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise PolyauditError(f"cannot write {path}: {e.strerror or e}") from None
+    print(f"written: {path}", file=sys.stderr)
+
+
+def _with_baseline(doc: Mapping[str, Any], base_path: str, args: argparse.Namespace) -> tuple[dict[str, Any], list[Any]]:
+    """The run's document with each row's comparison and the baseline summary attached."""
+    from polyaudit.report.baseline import (
+        Baseline,
+        compare_documents,
+        parse_tolerances,
+        read_pyproject,
+    )
+    from polyaudit.report.load import sign
+
+    tolerances = parse_tolerances(args.tolerance, read_pyproject(args.config), args.config)
+    base = Baseline.load(base_path)
+    diffs, missing = compare_documents(base, doc, tolerances)
+    out = {k: v for k, v in doc.items() if k != "integrity"}
+    out["rows"] = [{**r, "baseline": d.to_json()} for r, d in zip(doc.get("rows", []), diffs, strict=True)]
+    out["baseline"] = base.describe(tolerances, missing)
+    return sign(out), diffs
+
+
+def _emit(doc: Mapping[str, Any], args: argparse.Namespace) -> None:
+    from polyaudit.report.document import dumps
+
+    if getattr(args, "html", None):
+        from polyaudit.report.html import render_html
+
+        _write(args.html, render_html(doc))
+    if getattr(args, "md", None):
+        from polyaudit.report.markdown import render_markdown
+
+        _write(args.md, render_markdown(doc))
+    if getattr(args, "json", None):
+        _write(args.json, dumps(doc))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from polyaudit.report.load import load_report
+
+    doc: dict[str, Any] = load_report(args.run)
+    diffs: list[Any] = []
+    if args.baseline:
+        doc, diffs = _with_baseline(doc, args.baseline, args)
+    if not (args.html or args.md or args.json):
+        from polyaudit.report.terminal import render_table
+
+        sys.stdout.write(render_table(doc, width=140))
+    _emit(doc, args)
+    return EXIT_REGRESSED if any(d.regressed for d in diffs) else EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from polyaudit.report.format import fmt_ci, fmt_num
+    from polyaudit.report.load import load_report
+
+    doc, diffs = _with_baseline(load_report(args.run), args.baseline, args)
+    console = _console()
+    table = Table(title=f"polyaudit compare: {Path(args.run).name} vs baseline {Path(args.baseline).name}")
+    for col in ("row", "model", "verdict", "effect (base -> new)", "drop [95% CI]", "tol", "CI", "status"):
+        table.add_column(col, overflow="fold")
+    for d in diffs:
+        status = {"regressed": "[bold red]REGRESSED[/]", "new": "[dim]new[/]"}.get(d.status, "[green]ok[/]")
+        model = d.model if d.base_model in (None, d.model) else f"{d.model} (base {d.base_model})"
+        table.add_row(*(escape(str(c)) for c in (
+            d.key, model, f"{d.base_verdict or '-'} -> {d.new_verdict}",
+            f"{fmt_num(d.base_effect)} -> {fmt_num(d.new_effect)}", f"{fmt_num(d.drop)} {fmt_ci(d.drop_ci)}",
+            fmt_num(d.tolerance), d.method)), status)
+    console.print(table)
+    for d in diffs:
+        if d.regressed:
+            print(d.paragraph(f"baseline {Path(args.baseline).name}"))
+    missing = doc["baseline"].get("missing") or []
+    if missing:
+        print(f"baseline rows not in this run: {', '.join(missing)}")
+    n_reg = sum(d.regressed for d in diffs)
+    print(f"{len(diffs)} rows: {n_reg} regressed, {sum(d.status == 'new' for d in diffs)} without a baseline row")
+    _emit(doc, args)
+    return EXIT_REGRESSED if n_reg else EXIT_OK
+
+
+def discover_claims(folder: str | Path) -> list[dict[str, Any]]:
+    """The claims in a folder of claim files: imported (not run) to read their `claim` markers."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise PolyauditError(f"no claims folder {root}: run from the project root or pass --claims DIR")
+    out = []
+    for path in sorted(root.glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_polyaudit_claims_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        summary = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        for name, fn in vars(module).items():
+            for mark in getattr(fn, "pytestmark", []) if name.startswith("test") else []:
+                if mark.name != "claim":
+                    continue
+                kw = mark.kwargs
+                out.append({
+                    "claim": str(mark.args[0] if mark.args else kw.get("id")),
+                    "version": int(mark.args[1] if len(mark.args) > 1 else kw.get("version", 1)),
+                    "name": kw.get("name", name), "statistic": kw.get("statistic", "-"),
+                    "sites": list(kw.get("sites", ())), "probe": kw.get("probe") or "per model",
+                    "min_samples": int(kw.get("min_samples", 0)), "file": str(path), "summary": summary,
+                })
+    return sorted(out, key=lambda c: (c["claim"], c["name"]))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    claims = discover_claims(args.claims)
+    if args.json:
+        print(json.dumps(claims, indent=2))
+        return EXIT_OK
+    table = Table(title=f"polyaudit claims in {args.claims}")
+    for col in ("claim", "version", "name", "statistic", "sites", "probe", "min samples", "prediction"):
+        table.add_column(col, overflow="fold")
+    for c in claims:
+        table.add_row(*(escape(str(x)) for x in (c["claim"], c["version"], c["name"], c["statistic"],
+                                                  ", ".join(c["sites"]) or "-", c["probe"], c["min_samples"],
+                                                  c["summary"])))
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from polyaudit.report.load import load_report
+
+    doc = load_report(args.run, require_integrity=True)
+    print(f"{args.run}: valid polyaudit.report/1, {len(doc['rows'])} rows, integrity ok")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    handler = {"report": cmd_report, "compare": cmd_compare, "list": cmd_list, "validate": cmd_validate}[args.command]
+    try:
+        return handler(args)
+    except PolyauditError as e:
+        print(f"polyaudit: error: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
