@@ -10,7 +10,6 @@ and copy them into a preallocated float32 CPU buffer. Results live in memory for
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from polyaudit.cache import ActivationCache, entry_key
 from polyaudit.errors import PolyauditError
 from polyaudit.models.base import LoadedModel, Site, SiteKind
 from polyaudit.probes.base import ProbeSet
+from polyaudit.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,19 @@ class SiteData:
     groups: np.ndarray  # int [n_samples]: resampling unit (probe.groups)
     labels: np.ndarray | None
     n_nonfinite: int  # non-finite values found (kept as they are; claims turn them into ERROR rows)
+    packed_codes: np.ndarray | None = None  # mlp_pre: uint8 [n, ceil(d / 8)], exact spline codes
 
     @property
     def d(self) -> int:
         return int(self.samples.shape[1])
+
+    @property
+    def codes(self) -> np.ndarray:
+        """bool [n, d] spline codes (pre-activation > 0): the exact packed codes when captured,
+        else the sign of `samples`."""
+        if self.packed_codes is None:
+            return self.samples > 0
+        return np.unpackbits(self.packed_codes, axis=1, count=self.d).astype(bool)
 
 
 @dataclass
@@ -137,17 +146,20 @@ class Capture:
                 self.stats.cache_misses += 1
             return False
         self.stats.cache_hits += 1
-        self._remember(site, entry.samples)
+        self._remember(site, entry.samples, entry.codes)
         return True
 
-    def _remember(self, site: Site, samples: np.ndarray) -> SiteData:
+    def _remember(self, site: Site, samples: np.ndarray, packed: np.ndarray | None = None) -> SiteData:
         samples.flags.writeable = False  # shared by every claim of the run: read-only
+        if packed is not None:
+            packed.flags.writeable = False
         data = SiteData(
             site=site,
             samples=samples,
             groups=self._groups,
             labels=self._labels,
             n_nonfinite=int(samples.size - np.count_nonzero(np.isfinite(samples))),
+            packed_codes=packed,
         )
         self._memory[site] = data
         return data
@@ -211,18 +223,15 @@ class Capture:
 
         reads = dict.fromkeys(sites, reader)
         t0 = time.perf_counter()
-        for i, batch in enumerate(batches):
-            current[:] = [batch]
-            mask = probe.attention_mask
-            batch_mask = None if mask is None else mask[batch.start : batch.stop].to(device)
-            adapter.run_until(probe.inputs[batch.start : batch.stop], batch_mask, reads)
-            self.stats.n_forward_batches += 1
-            if self.progress:
-                sys.stderr.write(
-                    f"\rpolyaudit: capturing {len(sites)} sites, batch {i + 1}/{len(batches)}"
-                )
-        if self.progress and batches:
-            sys.stderr.write("\n")
+        label = f"capturing {len(sites)} sites of {self.loaded.id}"
+        with progress_bar(label, total=len(batches), enabled=self.progress) as advance:
+            for batch in batches:
+                current[:] = [batch]
+                mask = probe.attention_mask
+                batch_mask = None if mask is None else mask[batch.start : batch.stop].to(device)
+                adapter.run_until(probe.inputs[batch.start : batch.stop], batch_mask, reads)
+                self.stats.n_forward_batches += 1
+                advance(1)
         self.stats.forward_seconds += time.perf_counter() - t0
         self.stats.n_forward_passes += 1
         missing = [s.name for s in sites if s not in buffers]
@@ -239,6 +248,8 @@ class Capture:
                 restored = np.empty_like(samples)
                 restored[order] = samples
                 samples = restored
-            self._remember(site, samples)
+            # spline codes of pre-activation sites, from the float32 values (exact), 8 per byte
+            packed = np.packbits(samples > 0, axis=1) if site.kind == "mlp_pre" else None
+            self._remember(site, samples, packed)
             if self.cache is not None:
-                self.cache.store(self._key(site), samples, self._groups, self._labels)
+                self.cache.store(self._key(site), samples, self._groups, self._labels, packed)

@@ -40,6 +40,7 @@ def alpha_depth(
     from polyaudit.measures.spectrum import (
         bootstrap_alphas,
         default_ranks,
+        effective_dims,
         eigenspectrum,
         fit_power_law,
     )
@@ -56,12 +57,13 @@ def alpha_depth(
     n, d = layers[0].samples.shape
     groups = layers[0].groups
     try:
-        fit_ranks = ranks or default_ranks(n, d)
+        spectra = [eigenspectrum(data.samples) for data in layers]
+        # one rank range for every layer, inside what the lowest-rank layer resolves
+        fit_ranks = ranks or default_ranks(n, min(effective_dims(eig) for eig in spectra))
         resamples = bootstrap_resamples(n, n_boot, rng, groups=groups)
         per_layer: list[dict[str, Any]] = []
         boot = np.empty((n_layers, n_boot))
-        for i, data in enumerate(layers):
-            eig = eigenspectrum(data.samples)
+        for i, (data, eig) in enumerate(zip(layers, spectra, strict=True)):
             fit = fit_power_law(eig, fit_ranks)
             boot[i] = bootstrap_alphas(data.samples, fit.ranks, resamples)
             lo, hi = percentile_ci(boot[i])

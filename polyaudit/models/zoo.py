@@ -127,16 +127,18 @@ def _train_mlp_loop(net: nn.Module, p: dict[str, Any], progress: bool) -> dict[s
     x_tr, y_tr, x_te, y_te = digits_split(p["seed"])
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     epochs, batch = 40, 64
-    for epoch in range(epochs):
-        order = torch.randperm(len(y_tr), generator=g)
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            loss = nn.functional.cross_entropy(_forward_train(net, x_tr[idx], g), y_tr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if progress:
-            print(f"zoo:mlp-digits epoch {epoch + 1}/{epochs} loss {loss.item():.4f}")
+    from polyaudit.progress import progress_bar
+
+    with progress_bar("training zoo:mlp-digits", total=epochs, enabled=progress) as advance:
+        for _epoch in range(epochs):
+            order = torch.randperm(len(y_tr), generator=g)
+            for i in range(0, len(order), batch):
+                idx = order[i : i + batch]
+                loss = nn.functional.cross_entropy(_forward_train(net, x_tr[idx], g), y_tr[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            advance(1)
     net.eval()
     with torch.no_grad():
         acc = (net(x_te).argmax(-1) == y_te).float().mean().item()
@@ -170,7 +172,7 @@ def resolve(name: str, raw: Mapping[str, str]) -> tuple[ZooEntry, dict[str, Any]
     """The zoo entry and its full, typed parameters (defaults filled in)."""
     if name not in REGISTRY:
         raise PolyauditError(
-            f"unknown zoo model {name!r}: the zoo has {', '.join(sorted(REGISTRY))}"
+            f"unknown zoo model {name!r}: the zoo has {', '.join(REGISTRY)}"
         )
     entry = REGISTRY[name]
     valid = ", ".join(f"{k}={d}" for k, (_, d, _, _) in entry.params.items())
@@ -291,3 +293,8 @@ def load_zoo(
         "recipe_version": RECIPE_VERSION,
     }
     return model, info
+
+
+# Recipes in their own modules register themselves into REGISTRY when imported (last, so the
+# names they import from here exist even when they are imported first).
+import polyaudit.models.zoo_conv  # noqa: E402, F401  (conv-ae-digits)
