@@ -41,7 +41,7 @@ def _c4_once(ckpt: Path, cache: Path, profile: str) -> tuple[float, float, dict[
     return t1 - t0, t2 - t1, evidence
 
 
-def run(profile: str = "default") -> dict[str, Any]:
+def run(profile: str = "quick") -> dict[str, Any]:
     from fixtures.tiny_models import build_tiny
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,8 @@ def measure(subject, audit) -> dict[str, Evidence]:
             continue
         layers = capture.get_kind(site)
         evidence[site] = c4.alpha_depth(layers, site=site, n_boot=audit.profile.n_boot,
-                                        rng=audit.rng(c4.CLAIM, subject.spec, site))
+                                        rng=audit.rng(c4.CLAIM, subject.spec, site),
+                                        rank_bound=subject.adapter.rank_bound(layers[0].site))
     return adjust_evidence(evidence)
 
 

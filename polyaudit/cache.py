@@ -10,12 +10,15 @@ File format (little endian):
     8 bytes   magic b"PAUDACT1"
     32 bytes  sha256 of everything after it (header length + header + payload)
     4 bytes   uint32 header length H
-    H bytes   UTF-8 JSON header: {"format", "key", "n", "d", "scale", "has_labels"}
-    payload   samples / scale as float16 [n, d] C order, then groups int64 [n], then labels int64 [n]
+    H bytes   UTF-8 JSON header: {"format", "key", "n", "d", "scale", "has_labels", "has_codes"}
+    payload   samples / scale as float16 [n, d] C order, then groups int64 [n], then labels int64 [n],
+              then (has_codes) the spline codes bit-packed, uint8 [n, ceil(d / 8)] (numpy.packbits)
 
 `scale` is a power of two chosen per entry so that the largest finite |x| maps to at most 2**15,
 well inside float16's range (65504): activations of any magnitude (1e6 and beyond) round-trip with
 float16's relative precision (~5e-4) and never overflow; NaN and inf are kept as they are.
+Pre-activation sites also store their spline codes (sign > 0) taken from the float32 values before
+rounding, 8 per byte, so codes read back from the cache are exact even where float16 underflows.
 Entries are written to a temp file in the same folder and moved in place with os.replace, under a
 filelock, so concurrent writers (pytest-xdist) never expose a partial file. A truncated,
 bit-flipped or foreign entry fails the checksum, magic or key check: it is reported with one
@@ -38,7 +41,7 @@ import numpy as np
 from filelock import FileLock
 
 MAGIC = b"PAUDACT1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional bit-packed spline codes
 SUFFIX = ".pact"
 _TARGET_MAX = 2.0**15
 
@@ -52,6 +55,7 @@ class CachedActivations:
     samples: np.ndarray  # float32 [n, d]
     groups: np.ndarray  # int64 [n]
     labels: np.ndarray | None  # int64 [n]
+    codes: np.ndarray | None = None  # uint8 [n, ceil(d / 8)]: bit-packed spline codes, if stored
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,13 @@ def entry_key(model_sha256: str, probe_digest: str, site_name: str, *extra: str)
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+def as_stored(x: np.ndarray) -> np.ndarray:
+    """`x` as a cache entry stores it: float16 after dividing by the entry's power-of-two scale,
+    read back as float32 (NaN/inf kept)."""
+    scale = float16_scale(x)
+    return (x / scale).astype(np.float16).astype(np.float32) * np.float32(scale)
+
+
 def float16_scale(x: np.ndarray) -> float:
     """Power-of-two scale such that max finite |x| / scale <= 2**15 (1.0 for all-zero input)."""
     finite = x[np.isfinite(x)]
@@ -94,8 +105,14 @@ def float16_scale(x: np.ndarray) -> float:
     return float(2.0 ** math.ceil(math.log2(peak / _TARGET_MAX)))
 
 
-def encode(key: str, samples: np.ndarray, groups: np.ndarray, labels: np.ndarray | None) -> bytes:
-    """The bytes of one cache entry (see the module docstring)."""
+def encode(
+    key: str,
+    samples: np.ndarray,
+    groups: np.ndarray,
+    labels: np.ndarray | None,
+    codes: np.ndarray | None = None,
+) -> bytes:
+    """The bytes of one cache entry (see the module docstring); `codes` bit-packed uint8."""
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"samples must be 2-D, got shape {x.shape}")
@@ -106,6 +123,11 @@ def encode(key: str, samples: np.ndarray, groups: np.ndarray, labels: np.ndarray
     parts = [x16.tobytes(order="C"), np.asarray(groups, dtype="<i8").reshape(n).tobytes()]
     if labels is not None:
         parts.append(np.asarray(labels, dtype="<i8").reshape(n).tobytes())
+    if codes is not None:
+        packed = np.ascontiguousarray(codes, dtype=np.uint8)
+        if packed.shape != (n, (d + 7) // 8):
+            raise ValueError(f"packed codes must be [{n}, {(d + 7) // 8}], got {packed.shape}")
+        parts.append(packed.tobytes())
     header = json.dumps(
         {
             "format": FORMAT_VERSION,
@@ -114,6 +136,7 @@ def encode(key: str, samples: np.ndarray, groups: np.ndarray, labels: np.ndarray
             "d": d,
             "scale": scale,
             "has_labels": labels is not None,
+            "has_codes": codes is not None,
         },
         sort_keys=True,
     ).encode()
@@ -139,12 +162,14 @@ def decode(key: str, blob: bytes) -> CachedActivations:
             bool(meta["has_labels"]),
         )
         fmt, stored_key = meta["format"], meta["key"]
+        has_codes = bool(meta.get("has_codes", False))
     except (ValueError, KeyError, TypeError) as e:
         raise _Corrupt(f"bad header ({e})") from None
     if fmt != FORMAT_VERSION or stored_key != key:
         raise _Corrupt("entry belongs to another key or format")
     off = head + 4 + hlen
-    expected = off + n * d * 2 + n * 8 * (2 if has_labels else 1)
+    code_bytes = n * ((d + 7) // 8) if has_codes else 0
+    expected = off + n * d * 2 + n * 8 * (2 if has_labels else 1) + code_bytes
     if len(blob) != expected:
         raise _Corrupt(f"size {len(blob)} != expected {expected}")
     x16 = np.frombuffer(blob, dtype="<f2", count=n * d, offset=off).reshape(n, d)
@@ -156,7 +181,13 @@ def decode(key: str, blob: bytes) -> CachedActivations:
         if has_labels
         else None
     )
-    return CachedActivations(samples=samples, groups=groups, labels=labels)
+    off += n * 8 * (2 if has_labels else 1)
+    codes = (
+        np.frombuffer(blob, dtype=np.uint8, count=code_bytes, offset=off).reshape(n, (d + 7) // 8).copy()
+        if has_codes
+        else None
+    )
+    return CachedActivations(samples=samples, groups=groups, labels=labels, codes=codes)
 
 
 class ActivationCache:
@@ -188,14 +219,19 @@ class ActivationCache:
             return Lookup(None, corrupt=True)
 
     def store(
-        self, key: str, samples: np.ndarray, groups: np.ndarray, labels: np.ndarray | None
+        self,
+        key: str,
+        samples: np.ndarray,
+        groups: np.ndarray,
+        labels: np.ndarray | None,
+        codes: np.ndarray | None = None,
     ) -> None:
         """Write an entry atomically; an unwritable cache warns once and the run goes on."""
         p = self.path(key)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(p) + ".lock"):
-                blob = encode(key, samples, groups, labels)
+                blob = encode(key, samples, groups, labels, codes)
                 fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{key[:16]}-", suffix=".tmp")
                 try:
                     with os.fdopen(fd, "wb") as f:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from polyaudit.cache import ActivationCache, entry_key
+from polyaudit.cache import ActivationCache, as_stored, entry_key
 from polyaudit.errors import PolyauditError
 from polyaudit.models.base import LoadedModel, Site, SiteKind
 from polyaudit.probes.base import ProbeSet
@@ -250,6 +250,8 @@ class Capture:
                 samples = restored
             # spline codes of pre-activation sites, from the float32 values (exact), 8 per byte
             packed = np.packbits(samples > 0, axis=1) if site.kind == "mlp_pre" else None
-            self._remember(site, samples, packed)
             if self.cache is not None:
                 self.cache.store(self._key(site), samples, self._groups, self._labels, packed)
+            # claims see exactly what a warm run reads back from the cache (float16 with the
+            # entry's scale), so a cold run, a warm run and a --no-cache run give the same numbers
+            self._remember(site, as_stored(samples), packed)

@@ -1,6 +1,10 @@
 """Statistics shared by the claims: bootstrap resamples and CIs, bootstrap and permutation p-values,
 Spearman correlation, Cliff's delta, and multiple-comparison adjustment (Holm, Benjamini-Hochberg).
-Pure numpy/scipy; every random draw comes from a Generator passed in."""
+
+Pure numpy/scipy; every random draw comes from a `numpy.random.Generator` passed in. Garbage in
+(NaN, constant input, a statistic undefined on most resamples) raises PolyauditError: a claim turns
+it into an ERROR row, never into a number.
+"""
 
 from __future__ import annotations
 
@@ -12,45 +16,76 @@ from scipy import stats as _st
 
 from polyaudit.errors import PolyauditError
 
+MAX_UNDEFINED = 0.1  # share of bootstrap replicates that may be undefined (NaN) before it is an error
+
+Array = np.ndarray | Sequence[float]
+
+
+def _vector(x: Array, what: str, min_size: int = 1) -> np.ndarray:
+    v = np.asarray(x, dtype=np.float64)
+    if v.ndim != 1 or v.size < min_size:
+        raise PolyauditError(f"{what} must be a 1-D array of {min_size}+ values, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise PolyauditError(f"{what} contains NaN/inf")
+    return v
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise PolyauditError(f"confidence level must be in (0, 1), got {level}")
+
+
+# ---- bootstrap -------------------------------------------------------------------------------
+
 
 def bootstrap_resamples(
     n: int, n_boot: int, rng: np.random.Generator, groups: np.ndarray | None = None
 ) -> list[np.ndarray]:
-    """Row-index resamples with replacement. With `groups` (the resampling unit of each row, e.g.
-    the sequence of a token) whole groups are resampled (cluster bootstrap)."""
+    """`n_boot` row-index resamples of n rows, with replacement. With `groups` (the resampling unit
+    of each row, e.g. the sequence of a token) whole groups are drawn, as many as there are, and
+    their rows concatenated (cluster bootstrap: a resample's length varies with the groups drawn)."""
     if n < 2:
         raise PolyauditError(f"a bootstrap needs at least 2 samples, got {n}")
+    if n_boot < 1:
+        raise PolyauditError(f"a bootstrap needs at least 1 replicate, got n_boot={n_boot}")
     if groups is None:
-        return [rng.integers(0, n, n) for _ in range(n_boot)]
-    groups = np.asarray(groups)
-    if groups.shape != (n,):
-        raise PolyauditError(f"groups must have shape ({n},), got {groups.shape}")
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
-    if len(members) < 2:
+        return list(rng.integers(0, n, size=(n_boot, n)))
+    g = np.asarray(groups)
+    if g.shape != (n,):
+        raise PolyauditError(f"groups must have shape ({n},), got {g.shape}")
+    _, inverse = np.unique(g, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    sizes = np.bincount(inverse)
+    if sizes.size < 2:
         raise PolyauditError("a cluster bootstrap needs at least 2 groups")
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     out = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(members), len(members))
-        out.append(np.concatenate([members[g] for g in pick]))
+    for pick in rng.integers(0, sizes.size, size=(n_boot, sizes.size)):
+        # rows of the picked groups: for each pick, starts[g] .. starts[g] + sizes[g] - 1 in `order`
+        lens = sizes[pick]
+        offsets = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        out.append(order[np.repeat(starts[pick], lens) + offsets])
     return out
 
 
-def percentile_ci(replicates: np.ndarray | Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap replicates; NaN replicates are dropped, but more than 10%
-    NaN means the statistic is not defined on too many resamples (error)."""
-    r = np.asarray(replicates, dtype=float)
+def percentile_ci(replicates: Array, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates. NaN replicates (statistic undefined on that
+    resample) are dropped; more than MAX_UNDEFINED of them is an error."""
+    _check_level(level)
+    r = np.asarray(replicates, dtype=np.float64).ravel()
     finite = r[np.isfinite(r)]
-    if r.size == 0 or finite.size < 0.9 * r.size:
+    if r.size == 0 or finite.size < (1.0 - MAX_UNDEFINED) * r.size:
         raise PolyauditError(f"{r.size - finite.size} of {r.size} bootstrap replicates are undefined")
     a = (1.0 - level) / 2.0
     lo, hi = np.quantile(finite, [a, 1.0 - a])
     return float(lo), float(hi)
 
 
-def bootstrap_p_value(replicates: np.ndarray | Sequence[float], null: float = 0.0) -> float:
-    """Two-sided bootstrap p-value for H0: statistic == null, with the +1 correction."""
-    r = np.asarray(replicates, dtype=float)
+def bootstrap_p_value(replicates: Array, null: float = 0.0) -> float:
+    """Two-sided bootstrap p-value for H0: statistic == null, with the +1 correction (never 0):
+    p = min(1, 2 min((#{r <= null} + 1) / (B + 1), (#{r >= null} + 1) / (B + 1))), over the B finite
+    replicates."""
+    r = np.asarray(replicates, dtype=np.float64).ravel()
     r = r[np.isfinite(r)]
     if r.size == 0:
         raise PolyauditError("no finite bootstrap replicates")
@@ -60,13 +95,15 @@ def bootstrap_p_value(replicates: np.ndarray | Sequence[float], null: float = 0.
     return float(min(1.0, 2.0 * min(lower, upper)))
 
 
-def spearman(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float]) -> float:
-    """Spearman rank correlation; a constant input has no ranks to correlate (error)."""
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if xa.shape != ya.shape or xa.ndim != 1 or xa.size < 2:
-        raise PolyauditError(f"spearman needs two equal-length vectors of 2+ values, got {xa.shape} and {ya.shape}")
-    if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(ya))):
-        raise PolyauditError("spearman input contains NaN/inf")
+# ---- correlation and effect sizes ------------------------------------------------------------
+
+
+def spearman(x: Array, y: Array) -> float:
+    """Spearman rank correlation (average ranks for ties). A constant input has no ranks to
+    correlate: error, not NaN."""
+    xa, ya = _vector(x, "spearman x", 2), _vector(y, "spearman y", 2)
+    if xa.size != ya.size:
+        raise PolyauditError(f"spearman needs two equal-length vectors, got {xa.size} and {ya.size}")
     if np.ptp(xa) == 0 or np.ptp(ya) == 0:
         raise PolyauditError("spearman is undefined for a constant input")
     rx, ry = _st.rankdata(xa), _st.rankdata(ya)
@@ -74,96 +111,154 @@ def spearman(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float]) -
 
 
 def spearman_with_ci(
-    x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float], n_boot: int,
-    rng: np.random.Generator, level: float = 0.95,
+    x: Array, y: Array, n_boot: int, rng: np.random.Generator, level: float = 0.95,
 ) -> tuple[float, float, float, float]:
-    """(rho, lo, hi, p): bootstrap over (x, y) pairs; p is the two-sided bootstrap p-value."""
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    """(rho, lo, hi, p): percentile CI from resampling (x, y) pairs; a resample with a constant side
+    is undefined (NaN, at most MAX_UNDEFINED of them); p is the two-sided bootstrap p-value."""
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     rho = spearman(xa, ya)
     reps = np.full(n_boot, np.nan)
     for b, idx in enumerate(bootstrap_resamples(xa.size, n_boot, rng)):
-        if np.ptp(xa[idx]) > 0 and np.ptp(ya[idx]) > 0:
-            reps[b] = spearman(xa[idx], ya[idx])
+        xb, yb = xa[idx], ya[idx]
+        if np.ptp(xb) > 0 and np.ptp(yb) > 0:
+            reps[b] = np.corrcoef(_st.rankdata(xb), _st.rankdata(yb))[0, 1]
     lo, hi = percentile_ci(reps, level)
     return rho, lo, hi, bootstrap_p_value(reps)
 
 
-def holm(pvals: np.ndarray | Sequence[float]) -> np.ndarray:
-    """Holm step-down adjusted p-values (monotone, capped at 1)."""
-    p = np.asarray(pvals, dtype=float)
-    m = p.size
-    if m == 0:
-        return p.copy()
-    order = np.argsort(p, kind="stable")
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return out
-
-
-def benjamini_hochberg(pvals: np.ndarray | Sequence[float]) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (step-up, monotone, capped at 1)."""
-    p = np.asarray(pvals, dtype=float)
-    m = p.size
-    if m == 0:
-        return p.copy()
-    order = np.argsort(p, kind="stable")
-    ranked = p[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return out
-
-
-def adjust(pvals: np.ndarray | Sequence[float], method: str = "holm") -> np.ndarray:
-    if method == "holm":
-        return holm(pvals)
-    if method in ("bh", "fdr_bh", "benjamini-hochberg"):
-        return benjamini_hochberg(pvals)
-    raise PolyauditError(f"unknown correction {method!r}: use holm or bh")
-
-
-def cliffs_delta(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
-    """Cliff's delta = P(A > B) - P(A < B), computed from ranks in O((n + m) log(n + m))."""
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if xa.size == 0 or xb.size == 0:
-        raise PolyauditError("Cliff's delta needs two non-empty samples")
+def cliffs_delta(a: Array, b: Array) -> float:
+    """Cliff's delta = P(A > B) - P(A < B) over all pairs, from sorted ranks in O((n + m) log m)."""
+    xa, xb = _vector(a, "Cliff's delta sample a"), _vector(b, "Cliff's delta sample b")
     sb = np.sort(xb)
-    less = np.searchsorted(sb, xa, side="left")  # b values < each a
-    less_eq = np.searchsorted(sb, xa, side="right")  # b values <= each a
-    greater = xb.size - less_eq
+    less = np.searchsorted(sb, xa, side="left")  # b values below each a
+    greater = xb.size - np.searchsorted(sb, xa, side="right")  # b values above each a
     return float((less.sum() - greater.sum()) / (xa.size * xb.size))
 
 
 def cliffs_delta_with_ci(
-    a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], n_boot: int,
-    rng: np.random.Generator, level: float = 0.95,
+    a: Array, b: Array, n_boot: int, rng: np.random.Generator, level: float = 0.95,
 ) -> tuple[float, float, float, float]:
     """(delta, lo, hi, p): each sample resampled independently; two-sided bootstrap p."""
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    xa, xb = _vector(a, "Cliff's delta sample a"), _vector(b, "Cliff's delta sample b")
     delta = cliffs_delta(xa, xb)
-    reps = np.array([
-        cliffs_delta(xa[rng.integers(0, xa.size, xa.size)], xb[rng.integers(0, xb.size, xb.size)])
-        for _ in range(n_boot)
-    ])
+    ia = rng.integers(0, xa.size, size=(n_boot, xa.size))
+    ib = rng.integers(0, xb.size, size=(n_boot, xb.size))
+    reps = np.array([cliffs_delta(xa[i], xb[j]) for i, j in zip(ia, ib, strict=True)])
     lo, hi = percentile_ci(reps, level)
     return delta, lo, hi, bootstrap_p_value(reps)
 
 
 def permutation_p_value(
-    observed: float, null_samples: np.ndarray | Sequence[float],
+    observed: float, null_samples: Array,
     alternative: Literal["greater", "less", "two-sided"] = "greater",
 ) -> float:
-    """p-value of `observed` against permutation-null samples, with the +1 correction."""
-    null = np.asarray(null_samples, dtype=float)
+    """p-value of `observed` against permutation-null samples, with the +1 correction (Phipson &
+    Smyth 2010: (#as extreme + 1) / (K + 1), never 0). two-sided: as far from the null's mean."""
+    if alternative not in ("greater", "less", "two-sided"):
+        raise PolyauditError(f"unknown alternative {alternative!r}: use greater, less or two-sided")
+    if not np.isfinite(observed):
+        raise PolyauditError("the observed statistic is NaN/inf")
+    null = np.asarray(null_samples, dtype=np.float64).ravel()
     null = null[np.isfinite(null)]
     if null.size == 0:
         raise PolyauditError("no finite permutation-null samples")
-    k = null.size
     if alternative == "greater":
-        return float((np.count_nonzero(null >= observed) + 1) / (k + 1))
-    if alternative == "less":
-        return float((np.count_nonzero(null <= observed) + 1) / (k + 1))
-    centre = float(np.mean(null))
-    dev = abs(observed - centre)
-    return float((np.count_nonzero(np.abs(null - centre) >= dev) + 1) / (k + 1))
+        hits = np.count_nonzero(null >= observed)
+    elif alternative == "less":
+        hits = np.count_nonzero(null <= observed)
+    else:
+        centre = float(np.mean(null))
+        hits = np.count_nonzero(np.abs(null - centre) >= abs(observed - centre))
+    return float((hits + 1) / (null.size + 1))
+
+
+# ---- robust regression ---------------------------------------------------------------------
+
+
+def huber_lines(x: Array, ys: np.ndarray, epsilon: float = 1.35, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(slopes, intercepts) of the rows of `ys` [B, m] on `x` [m]: the minimiser of scikit-learn's
+    HuberRegressor objective (alpha=0; scale estimated jointly, Owen 2007), for many rows at once.
+    Alternates an exact scale step with an IRLS step for the line; both decrease the convex
+    objective. Used for bootstrap replicates of a power-law fit, where one scikit-learn fit each would
+    cost more than the spectra."""
+    ys = np.atleast_2d(np.asarray(ys, dtype=np.float64))
+    xv = _vector(x, "huber x", 2)
+    if ys.ndim != 2 or ys.shape[1] != xv.size or not np.all(np.isfinite(ys)):
+        raise PolyauditError(f"huber_lines needs finite ys of shape [B, {xv.size}], got {ys.shape}")
+    b, m = ys.shape
+    xc = xv - xv.mean()
+    sxx = float(xc @ xc)
+    if sxx == 0:
+        raise PolyauditError("a line needs at least two distinct x values")
+    slope, icpt = (ys @ xc) / sxx, ys.mean(axis=1)
+    ranks = np.arange(1, m + 1)
+    for _ in range(max_iter):
+        r = ys - icpt[:, None] - slope[:, None] * xc
+        a = np.sort(np.abs(r), axis=1)
+        # scale step: with the p smallest |r| inliers, sigma^2 = sum_in r^2 / (m - eps^2 (m - p));
+        # the objective is convex in sigma, so exactly one p is self-consistent.
+        denom = m - epsilon**2 * (m - ranks)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sig = np.sqrt(np.cumsum(a**2, axis=1) / np.where(denom > 0, denom, np.nan))
+        nxt = np.concatenate([a[:, 1:], np.full((b, 1), np.inf)], axis=1)
+        ok = (a <= epsilon * sig) & (nxt > epsilon * sig)
+        sigma = np.where(ok.any(axis=1), sig[np.arange(b), ok.argmax(axis=1)], np.nan)
+        sigma = np.maximum(np.nan_to_num(sigma, nan=np.sqrt(np.mean(r**2, axis=1))), 1e-12)
+        # line step: weighted least squares with Huber weights at this scale
+        w = np.minimum(1.0, epsilon * sigma[:, None] / np.maximum(np.abs(r), 1e-300))
+        sw = w.sum(axis=1)
+        mx = (w @ xc) / sw
+        my = (w * ys).sum(axis=1) / sw
+        dx = xc[None, :] - mx[:, None]
+        new_slope = (w * dx * (ys - my[:, None])).sum(axis=1) / (w * dx**2).sum(axis=1)
+        new_icpt = my - new_slope * mx
+        done = np.allclose(new_slope, slope, rtol=0, atol=1e-11) and np.allclose(new_icpt, icpt, rtol=0, atol=1e-11)
+        slope, icpt = new_slope, new_icpt
+        if done:
+            break
+    return slope, icpt - slope * xv.mean()
+
+
+# ---- multiple comparisons --------------------------------------------------------------------
+
+
+def _pvalues(pvals: Array) -> np.ndarray:
+    p = np.asarray(pvals, dtype=np.float64)
+    if p.ndim != 1:
+        raise PolyauditError(f"p-values must be a 1-D array, got shape {p.shape}")
+    if not np.all((p >= 0) & (p <= 1)):  # also catches NaN
+        raise PolyauditError("p-values must lie in [0, 1] (NaN is not a p-value)")
+    return p
+
+
+def holm(pvals: Array) -> np.ndarray:
+    """Holm step-down adjusted p-values: sorted p_(i) -> max_{j<=i} (m - j + 1) p_(j), capped at 1."""
+    p = _pvalues(pvals)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adj = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1.0)
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def benjamini_hochberg(pvals: Array) -> np.ndarray:
+    """Benjamini-Hochberg step-up adjusted p-values: sorted p_(i) -> min_{j>=i} m p_(j) / j,
+    capped at 1."""
+    p = _pvalues(pvals)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * m / np.arange(1, m + 1)
+    adj = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def adjust(pvals: Array, method: str = "holm") -> np.ndarray:
+    """Adjusted p-values: method "holm" (family-wise error) or "bh" (false discovery rate)."""
+    if method == "holm":
+        return holm(pvals)
+    if method in ("bh", "fdr_bh", "benjamini-hochberg"):
+        return benjamini_hochberg(pvals)
+    raise PolyauditError(f"unknown correction {method!r}: use holm or bh")

@@ -4,8 +4,9 @@ A claim measures an effect with a 95% CI and a p-value (raw and adjusted across 
 and hands an `Evidence` to `decide`:
 
 - PASS: the effect has the predicted sign, its CI excludes 0 and the adjusted p is below alpha.
-- FAIL: the CI excludes 0 with the opposite sign, or a declared minimum effect is clearly missed
-  (the whole CI lies inside the band where the effect is too small to count).
+- FAIL: the CI excludes 0 with the opposite sign (and the adjusted p is below alpha), or a declared
+  minimum effect is clearly missed (the whole CI lies inside the band where the effect is too small
+  to count; checked before PASS: significant but negligible is not a pass).
 - INCONCLUSIVE: the CI straddles 0 (too few samples, or no effect).
 - ERROR: the measurement could not be made (degenerate fit, NaN): never reported as FAIL.
 - SKIPPED: the claim does not apply to this model (reason given).
@@ -69,8 +70,12 @@ class Verdict:
     reason: str
 
 
-def _finite(*xs: float) -> bool:
-    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+def _finite(*xs: Any) -> bool:
+    """True when every value is a finite real number (numpy scalars included)."""
+    try:
+        return all(math.isfinite(float(x)) for x in xs)
+    except (TypeError, ValueError):
+        return False
 
 
 def decide(ev: Evidence, alpha: float = 0.05) -> Verdict:
@@ -89,19 +94,20 @@ def decide(ev: Evidence, alpha: float = 0.05) -> Verdict:
     ci_txt = f"[{lo:.3g}, {hi:.3g}]"
     m = ev.min_effect
     if ev.predicted == "nonzero":
-        if significant and (lo > 0 or hi < 0):
-            return Verdict(Status.PASS, f"effect {ev.effect:.3g}, CI {ci_txt} excludes 0, p_adj={p_adj:.3g}")
+        # a declared minimum effect is checked first: significant but negligible is not a pass
         if m is not None and -m < lo and hi < m:
             return Verdict(Status.FAIL, f"CI {ci_txt} lies inside the no-effect band (-{m:g}, {m:g})")
+        if significant and (lo > 0 or hi < 0):
+            return Verdict(Status.PASS, f"effect {ev.effect:.3g}, CI {ci_txt} excludes 0, p_adj={p_adj:.3g}")
         return Verdict(Status.INCONCLUSIVE, f"CI {ci_txt} includes 0 or p_adj={p_adj:.3g} >= {alpha:g}")
     sign = 1.0 if ev.predicted == "positive" else -1.0
     s_lo, s_hi = sorted((sign * lo, sign * hi))  # CI in the predicted direction
-    if significant and s_lo > 0:
-        return Verdict(Status.PASS, f"effect {ev.effect:.3g} has the predicted sign, CI {ci_txt} excludes 0, p_adj={p_adj:.3g}")
-    if s_hi < 0:
+    if significant and s_hi < 0:
         return Verdict(Status.FAIL, f"CI {ci_txt} excludes 0 with the opposite sign to the prediction ({ev.predicted})")
     if m is not None and s_hi < m:
         return Verdict(Status.FAIL, f"CI {ci_txt} excludes the declared minimum effect {sign * m:g}")
+    if significant and s_lo > 0:
+        return Verdict(Status.PASS, f"effect {ev.effect:.3g} has the predicted sign, CI {ci_txt} excludes 0, p_adj={p_adj:.3g}")
     return Verdict(Status.INCONCLUSIVE, f"CI {ci_txt} includes 0 or p_adj={p_adj:.3g} >= {alpha:g}")
 
 

@@ -35,13 +35,16 @@ def alpha_depth(
     n_boot: int,
     rng: np.random.Generator,
     ranks: tuple[int, int] | None = None,
+    rank_bound: int | None = None,
 ) -> Evidence:
-    """`layers`: per-layer SiteData (shallow to deep) — `.samples` [n, d], `.groups`, `.n_nonfinite`."""
+    """`layers`: per-layer SiteData (shallow to deep) — `.samples` [n, d], `.groups`, `.n_nonfinite`.
+    `rank_bound`: the architecture's bound on the activations' rank (Adapter.rank_bound), so the
+    fit range never reaches into dimensions that hold only rounding noise."""
     from polyaudit.measures.spectrum import (
         bootstrap_alphas,
+        decompose,
         default_ranks,
         effective_dims,
-        eigenspectrum,
         fit_power_law,
     )
     from polyaudit.stats import bootstrap_p_value, bootstrap_resamples, percentile_ci, spearman
@@ -57,15 +60,16 @@ def alpha_depth(
     n, d = layers[0].samples.shape
     groups = layers[0].groups
     try:
-        spectra = [eigenspectrum(data.samples) for data in layers]
+        parts = [decompose(data.samples) for data in layers]  # one eigendecomposition per layer
         # one rank range for every layer, inside what the lowest-rank layer resolves
-        fit_ranks = ranks or default_ranks(n, min(effective_dims(eig) for eig in spectra))
+        dims = min(effective_dims(eig) for eig, _ in parts)
+        fit_ranks = ranks or default_ranks(n, min(dims, rank_bound or dims))
         resamples = bootstrap_resamples(n, n_boot, rng, groups=groups)
         per_layer: list[dict[str, Any]] = []
         boot = np.empty((n_layers, n_boot))
-        for i, (data, eig) in enumerate(zip(layers, spectra, strict=True)):
+        for i, (data, (eig, proj)) in enumerate(zip(layers, parts, strict=True)):
             fit = fit_power_law(eig, fit_ranks)
-            boot[i] = bootstrap_alphas(data.samples, fit.ranks, resamples)
+            boot[i] = bootstrap_alphas(data.samples, fit.ranks, resamples, decomposition=(eig, proj))
             lo, hi = percentile_ci(boot[i])
             per_layer.append({
                 "layer": i, "alpha": fit.alpha, "ci": [lo, hi], "r2": fit.r2, "ranks": list(fit.ranks),

@@ -100,6 +100,13 @@ class Adapter:
             raise PolyauditError(f"layer {layer} out of range: the model has {self.n_layers} layers")
         return self.sites(kind)[layer]
 
+    def rank_bound(self, site: Site) -> int | None:
+        """An upper bound on the rank of the site's (centred) activations when the architecture
+        fixes one, e.g. an up-projection's pre-activations are an affine image of a d_model-wide
+        vector: d_mlp units, rank at most d_model. Spectra must not read float16 rounding noise in
+        the dimensions past it as a tail. None: no bound known."""
+        return None
+
     def module(self, site: Site) -> nn.Module:
         try:
             return self.model.get_submodule(site.module)

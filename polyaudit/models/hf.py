@@ -124,6 +124,12 @@ class HFAdapter(Adapter):
         path = f"{self.blocks}.{layer}" + (f".{rel}" if rel else "")
         return Site(layer=layer, kind=kind, module=path)
 
+    def rank_bound(self, site: Site) -> int | None:
+        """mlp_pre is the up- (or gate) projection of a hidden_size-wide vector."""
+        config = getattr(self.model, "config", None)
+        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
+        return int(hidden) if site.kind == "mlp_pre" and isinstance(hidden, int) else None
+
     @contextlib.contextmanager
     def hooks(
         self,

@@ -84,6 +84,17 @@ class SequentialAdapter(Adapter):
         )
         self.piecewise_linear = all(n in PIECEWISE_LINEAR for n in names)
 
+    def rank_bound(self, site: Site) -> int | None:
+        """mlp_pre of a nonlinearity fed directly by an nn.Linear has rank at most its in_features."""
+        if site.kind != "mlp_pre":
+            return None
+        parent_path, _, name = site.module.rpartition(".")
+        parent = self.model.get_submodule(parent_path) if parent_path else self.model
+        keys = list(parent._modules)
+        i = keys.index(name)
+        before = parent._modules[keys[i - 1]] if i > 0 else None
+        return int(before.in_features) if isinstance(before, nn.Linear) else None
+
     def _site(self, kind: SiteKind, layer: int) -> Site:
         if kind == "mlp_pre":
             return Site(layer=layer, kind=kind, module=self.paths[layer], tap="input")
