@@ -12,9 +12,10 @@ import argparse
 import json
 import sys
 
-from benchmarks import bench_cache, bench_capture
+from benchmarks import bench_cache, bench_capture, bench_coding, bench_polytopes
 
-SUITES = {"capture": bench_capture.run, "cache": bench_cache.run}
+SUITES = {"capture": bench_capture.run, "cache": bench_cache.run, "coding": bench_coding.run,
+          "polytopes": bench_polytopes.run}
 
 
 def main(argv: list[str] | None = None) -> int:

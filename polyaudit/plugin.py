@@ -220,7 +220,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         specs = metafunc.config.stash[RUNTIME].options.models
         metafunc.parametrize("subject", list(specs), indirect=True, scope="session",
                              ids=[model_id(s) for s in specs])
-    if "family" in metafunc.fixturenames:  # C5 dropout families: one test id per family x layer
+    if "dropout_family" in metafunc.fixturenames:  # C5: one test id per dropout family x layer
         from polyaudit.models.family import family_params
 
         runtime = metafunc.config.stash[RUNTIME]
@@ -229,7 +229,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except PolyauditError as e:  # reported as one line by pytest_collection_modifyitems
             metafunc.config.stash[FAMILY_ERROR] = str(e)
             params, ids = [], []
-        metafunc.parametrize(("family", "site"), params, indirect=["family"], scope="session", ids=ids)
+        metafunc.parametrize(("dropout_family", "site"), params, indirect=["dropout_family"], scope="session",
+                             ids=ids)
 
 
 @pytest.hookimpl(trylast=True)
@@ -267,7 +268,7 @@ def subject(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="session")
-def family(request: pytest.FixtureRequest) -> Any:
+def dropout_family(request: pytest.FixtureRequest) -> Any:
     """A dropout family under audit (C5), its models trained or loaded once per run; or, for a model
     without one, a stand-in whose rows conclude SKIPPED with the reason."""
     from polyaudit.models.family import family_subject

@@ -55,6 +55,7 @@ class RunOptions:
     cache_dir: str | None = None
     use_cache: bool = True
     progress: bool = False
+    families: tuple[str, ...] = ()  # --family values (C5 dropout families)
 
 
 def _default_profile() -> Profile:

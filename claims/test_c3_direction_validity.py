@@ -1,0 +1,48 @@
+"""C3 — directions have validity regions bounded by polytope boundaries.
+
+Black, Sharkey et al. 2022, "Interpreting Neural Networks through the Polytope Lens" (arXiv
+2211.12312), prediction 3 (sec. 5, Fig. 3): scaling an activation keeps its direction, yet the
+output changes further down, and the change goes with the polytope boundaries crossed downstream.
+At one site (the residual stream after the first block; the first hidden layer of an MLP) h is
+replaced by c h over a log-spaced grid of scales, and moved along a class-mean direction h + t v.
+Effect: mean per-input Spearman(boundaries crossed since the reference, KL to the reference output)
+over the grid, bootstrap CI over inputs; validity radii in details. Holm across the two rows.
+"""
+
+import numpy as np
+import pytest
+
+from polyaudit.analyses import c3
+from polyaudit.analyses.common import adjust_evidence
+from polyaudit.analyses.downstream import make_downstream
+from polyaudit.analyses.lens_collect import (
+    downstream_skip,
+    labelled_probe,
+    site_activations,
+    site_for,
+)
+from polyaudit.verdict import Evidence
+
+
+def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
+    adapter = subject.adapter
+    site, name = site_for(adapter, c3.CLAIM)
+    skip = skip or downstream_skip(adapter, site, subject.loaded)
+    if skip:
+        return {k: Evidence.skipped(c3.CLAIM, c3.VERSION, f"{name}/{k}", c3.STATISTIC, skip) for k in c3.ROWS}
+    acts, labels, contexts = site_activations(subject, spec, site)
+    down = make_downstream(subject.loaded, site, contexts)
+    rows = c3.direction_validity(
+        down, acts, labels, site=name, rng=audit.rng(c3.CLAIM, name),
+        settings=c3.settings_for(audit.profile.name), n_boot=audit.profile.n_boot,
+        ctx=np.arange(len(labels)), notes=f"probe {subject.probe(spec).name}")
+    return adjust_evidence(rows)
+
+
+@pytest.mark.claim(c3.CLAIM, version=c3.VERSION, name="direction-validity", sites=("mlp_pre", "resid"),
+                   min_samples=2 * c3.MIN_INPUTS, statistic=c3.STATISTIC)
+@pytest.mark.parametrize("move", c3.ROWS)
+def test_semantic_change_follows_boundaries(subject, move, audit):
+    spec, skip = labelled_probe(subject, 2 * c3.MIN_INPUTS)
+    evidence = audit.measure(subject, lambda: measure(subject, audit, spec, skip), probe=spec)
+    audit.conclude(evidence[move], subject, probe=spec)

@@ -1,0 +1,229 @@
+"""C3 analysis: directions have validity regions bounded by polytope boundaries.
+
+Black, Sharkey et al. 2022 (prediction 3, sec. 5, Fig. 3): scaling an activation, c * h, leaves its
+direction at the site unchanged, yet the network's output changes further down; the prediction is
+that the change goes with the polytope boundaries crossed downstream. For inputs x and a
+log-spaced grid of scales c (0.25 .. 4 by default, c = 1 the reference) h is replaced by c * h, and,
+separately, moved along a feature direction, h + t v with v the difference between the mean site
+activation of another (seeded, random) class and of x's own class, t in [-t_max, t_max] (t = 0 the
+reference). Both grids reach out on two sides of the reference, so the two sides can disagree
+(crossings and semantic change both grow away from the reference on each side). At each point:
+  boundaries crossed  downstream crossings between the reference and the point along the ray
+                      (exact for ReLU nets, see `polyaudit.analyses.paths`);
+  semantic change     KL(p_ref || p_point) in bits, and whether the top output flips.
+Row effect (keys "scale", "direction"): mean over inputs of Spearman(crossings, KL) across the grid
+(inputs where either is constant are left out), bootstrap CI over inputs; predicted positive.
+Details: the validity radius (largest grid |t| with the top output unchanged out to it on both
+sides; censored at t_max), KL
+and flip rate per grid point with the direction at the site unchanged (scale), and the
+cross-sectional Spearman across inputs at each grid point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from polyaudit.analyses.paths import summarize_paths
+from polyaudit.verdict import Evidence
+
+CLAIM = "C3"
+VERSION = 1
+STATISTIC = "mean per-input spearman(boundaries crossed, KL to reference) over the grid"
+ROWS: tuple[str, ...] = ("scale", "direction")
+MIN_INPUTS = 8
+N_BOOT_MIN = 1000  # resampling a mean is cheap; 2/1001, the smallest bootstrap p, survives Holm
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    n_inputs: int
+    n_scales: int  # odd: log-spaced from c_min to c_max with 1 in the middle
+    c_min: float
+    c_max: float
+    n_t: int  # direction grid: t = -t_max .. t_max in 2 n_t steps, 0 in the middle
+    t_max: float
+    sub: int
+    levels: int
+
+    def scales(self) -> np.ndarray:
+        return np.geomspace(self.c_min, self.c_max, self.n_scales)
+
+    def ts(self) -> np.ndarray:
+        return np.linspace(-self.t_max, self.t_max, 2 * self.n_t + 1)
+
+
+SETTINGS: dict[str, GridSettings] = {
+    "quick": GridSettings(24, 9, 0.25, 4.0, 4, 2.0, 2, 1),
+    "default": GridSettings(96, 13, 0.25, 4.0, 6, 2.0, 2, 1),
+    "paper": GridSettings(256, 25, 0.25, 4.0, 12, 2.0, 4, 2),
+}
+
+
+def settings_for(profile_name: str) -> GridSettings:
+    return SETTINGS.get(profile_name, SETTINGS["default"])
+
+
+def class_directions(acts: np.ndarray, labels: np.ndarray, chosen: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(v [m, d], target class [m]): mean(target class) - mean(own class) for each chosen sample,
+    the target drawn uniformly from the other classes."""
+    classes = np.unique(labels)
+    means = np.stack([acts[labels == c].mean(axis=0) for c in classes])
+    own = np.searchsorted(classes, labels[chosen])
+    shift = rng.integers(1, classes.size, size=chosen.size)
+    target = (own + shift) % classes.size
+    return means[target] - means[own], classes[target]
+
+
+def _cumulative(counts: np.ndarray, ref: int) -> np.ndarray:
+    """Crossings between the reference point and each grid point, [P, K] (0 at the reference)."""
+    out = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
+    right = np.cumsum(counts[:, ref:], axis=1)
+    out[:, ref + 1:] = right
+    if ref > 0:
+        left = np.cumsum(counts[:, :ref][:, ::-1], axis=1)[:, ::-1]
+        out[:, :ref] = left
+    return out
+
+
+def _rows_per_input(cross: np.ndarray, kl: np.ndarray, ref: int) -> np.ndarray:
+    from polyaudit.stats import spearman
+
+    keep = np.arange(cross.shape[1]) != ref
+    out = np.full(cross.shape[0], np.nan)
+    for i in range(cross.shape[0]):
+        a, b = cross[i, keep].astype(float), kl[i, keep]
+        if np.ptp(a) > 0 and np.ptp(b) > 0:
+            out[i] = spearman(a, b)
+    return out
+
+
+def _cross_sectional(cross: np.ndarray, kl: np.ndarray, ref: int) -> list[float | None]:
+    from polyaudit.stats import spearman
+
+    out: list[float | None] = []
+    for k in range(cross.shape[1]):
+        a, b = cross[:, k].astype(float), kl[:, k]
+        out.append(None if k == ref or np.ptp(a) == 0 or np.ptp(b) == 0 else float(spearman(a, b)))
+    return out
+
+
+def direction_validity(
+    down: Any,
+    acts: np.ndarray,
+    labels: np.ndarray,
+    *,
+    site: str,
+    rng: np.random.Generator,
+    settings: GridSettings,
+    n_boot: int,
+    ctx: np.ndarray | None = None,
+    notes: str = "",
+) -> dict[str, Evidence]:
+    """C3 rows for one site: `acts` [n, d] site activations with `labels` [n] (for the class-mean
+    directions); `ctx` [n] the context each activation is written back into."""
+    from polyaudit.analyses.c2 import units_digest
+    from polyaudit.analyses.downstream import describe
+    from polyaudit.report.rows import encode_array
+    from polyaudit.stats import bootstrap_p_value, bootstrap_resamples, percentile_ci
+
+    x = np.asarray(acts, dtype=np.float64)
+    y = np.asarray(labels)
+    n = x.shape[0]
+    note = "; ".join(s for s in (notes, describe(down)) if s)
+    if not np.all(np.isfinite(x)):
+        return {k: Evidence.failed(CLAIM, VERSION, f"{site}/{k}", STATISTIC,
+                                   "site activations contain NaN/inf", n=n) for k in ROWS}
+    g_pick, g_dir, g_scale, g_move = rng.spawn(4)
+    chosen = np.sort(g_pick.choice(n, size=min(settings.n_inputs, n), replace=False))
+    h = x[chosen]
+    c = None if ctx is None else np.asarray(ctx)[chosen]
+    scales = settings.scales()
+    ref_scale = int(np.argmin(np.abs(np.log(scales))))
+    grids: dict[str, tuple[np.ndarray, int, np.ndarray]] = {
+        "scale": (scales[None, :, None] * h[:, None, :], ref_scale, scales),
+    }
+    if np.unique(y).size >= 2:
+        v, _ = class_directions(x, y, chosen, g_dir)
+        ts = settings.ts()
+        grids["direction"] = (h[:, None, :] + ts[None, :, None] * v[:, None, :], settings.n_t, ts)
+    rows: dict[str, Evidence] = {}
+    for key, g in (("scale", g_scale), ("direction", g_move)):
+        row_site = f"{site}/{key}"
+        if key not in grids:
+            rows[key] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC,
+                                        "class-mean directions need at least two labels", n=n)
+            continue
+        pts, ref, grid = grids[key]
+        walk = summarize_paths(down, pts, c, sub=settings.sub, levels=settings.levels, ref=ref)
+        cross = _cumulative(walk.counts, ref)
+        kl = walk.kl_ref
+        flip = walk.top != walk.top[:, ref:ref + 1]
+        rho = _rows_per_input(cross, kl, ref)
+        valid = rho[np.isfinite(rho)]
+        details: dict[str, Any] = {
+            "grid": grid.tolist(), "reference": float(grid[ref]), "n_inputs": int(h.shape[0]),
+            "n_valid": int(valid.size), "exact": bool(walk.exact), "n_evaluations": walk.n_evaluations,
+            "rho_per_input": rho.tolist(),
+            "mean_crossings": cross.mean(axis=0).tolist(), "mean_kl": kl.mean(axis=0).tolist(),
+            "flip_rate": flip.mean(axis=0).tolist(),
+            "cross_sectional_spearman": _cross_sectional(cross, kl, ref),
+            "stepwise_spearman": _stepwise(walk.counts, walk.js_step),
+        }
+        if key == "direction":
+            details["validity_radius"] = _radius(flip, grid, ref)
+        else:
+            details["direction_unchanged"] = {
+                "kl_at_c_min": float(kl[:, 0].mean()), "kl_at_c_max": float(kl[:, -1].mean()),
+                "flip_rate_c_min": float(flip[:, 0].mean()), "flip_rate_c_max": float(flip[:, -1].mean()),
+            }
+        if valid.size < MIN_INPUTS:
+            rows[key] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC,
+                                        f"only {valid.size} of {h.shape[0]} inputs cross a varying number of "
+                                        f"boundaries with a varying output (need {MIN_INPUTS})", n=n, details=details)
+            continue
+        idx = np.stack(bootstrap_resamples(valid.size, max(n_boot, N_BOOT_MIN), g))
+        reps = valid[idx].mean(axis=1)
+        lo, hi = percentile_ci(reps)
+        details["boot_effect"] = encode_array(reps)
+        details["boot_units"] = units_digest(np.flatnonzero(np.isfinite(rho)))
+        extra = (f"flip rate at c={grid[0]:g}: {flip[:, 0].mean():.0%}, at c={grid[-1]:g}: {flip[:, -1].mean():.0%}"
+                 if key == "scale" else
+                 f"median validity radius t={details['validity_radius']['median']:.2g} "
+                 f"({details['validity_radius']['censored']:.0%} never flip by t={grid[-1]:g})")
+        rows[key] = Evidence(
+            claim=CLAIM, claim_version=VERSION, site=row_site, statistic=STATISTIC,
+            effect=float(valid.mean()), ci=(float(lo), float(hi)), p=float(bootstrap_p_value(reps)),
+            n=int(valid.size), predicted="positive",
+            notes=f"{note}; {valid.size}/{h.shape[0]} inputs with varying counts; {extra}",
+            details=details,
+        )
+    return rows
+
+
+def _stepwise(counts: np.ndarray, js_step: np.ndarray) -> float | None:
+    """Mean per-input Spearman of crossings per grid step vs JS per step (C2's statistic on these
+    rays): does the output change on the steps that cross boundaries, not just further out?"""
+    from polyaudit.analyses.c2 import per_path_spearman
+
+    rho = per_path_spearman(counts, js_step)
+    return float(np.nanmean(rho)) if np.isfinite(rho).any() else None
+
+
+def _radius(flip: np.ndarray, grid: np.ndarray, ref: int) -> dict[str, Any]:
+    """Per input, the largest grid |t| with the top output unchanged at every grid point at most
+    that far from the reference, on both sides (t_max when it never flips: censored)."""
+    dist = np.abs(grid - grid[ref])
+    levels = np.unique(dist)
+    flipped_at = np.array([[flip[i, dist == lv].any() for lv in levels] for i in range(flip.shape[0])])
+    first = np.where(flipped_at.any(axis=1), flipped_at.argmax(axis=1), levels.size)
+    censored = first >= levels.size
+    radius = np.where(censored, levels[-1], levels[np.maximum(first - 1, 0)])
+    return {
+        "per_input": radius.tolist(), "censored_per_input": censored.tolist(),
+        "median": float(np.median(radius)), "quartiles": np.quantile(radius, [0.25, 0.75]).tolist(),
+        "censored": float(censored.mean()),
+    }

@@ -1,0 +1,317 @@
+"""C5 analysis: dropout promotes redundant, error-correcting codes (Marshall & Kirchner 2024, sec. 5,
+Fig. 5, Thm. 3). Pure numpy over measurements (`polyaudit.analyses.c5_collect` makes them from
+models), so calibration studies can run it on planted data.
+
+Family (models identical but for their training dropout rate D):
+- robustness: performance retained under test-time unit dropout at rate q at one layer,
+  retained(q) = (P(q) - chance) / (P(0) - chance), averaged over the q grid. Effect:
+  Spearman(D, robustness) over the family's models. PREDICTED POSITIVE: dropout trains codes that
+  survive losing units.
+- spectral redundancy: the power-law exponent alpha of the layer's activation eigenspectrum
+  (lambda_n ~ n^alpha, alpha < 0). Effect: Spearman(D, alpha). PREDICTED NEGATIVE (steeper decay):
+  the paper infers redundancy from the eigenspectrum; a redundant code repeats fewer independent
+  directions across many units, and the eigenspectrum is basis-free, so copies of a feature add
+  variance to ONE eigen-direction, not to many. Thm. 3 says the same from the other side: under
+  dropout D the channel capacity is about (1 - D) times the base capacity, so the network codes
+  fewer dimensions and its spectrum decays faster. (Not "redundancy spreads variance, so the
+  spectrum flattens": spreading over units is invisible to a basis-free spectrum.) The
+  participation ratio is reported beside alpha.
+CIs: bootstrap over models (the (rate, value) pairs resampled with replacement; resampling seeds
+only within each rate would hold the design fixed and give CIs that exclude 0 three times too
+often under no effect). p-values: permutation of the rates over the models (exact under "the rate
+labels are exchangeable"), Holm-adjusted across layers. `details` compares the measured retained
+curve with the paper's capacity bound 1 - q, and the clean performance of each rate with
+(1 - D) x rate 0. A layer's alpha is fitted over one rank range shared by the family's models.
+
+Single checkpoint (no family): at each layer's unit site, the loss increase under unit dropout at
+rate q. Effect: Spearman across layers of (alpha, loss increase), paired bootstrap over probe
+samples (both alpha and the increase are recomputed on the same resamples). PREDICTED POSITIVE,
+from the same argument: a layer with a steeper spectrum (alpha further below 0) codes fewer
+independent directions redundantly across its units and loses less when units drop out, and a
+flatter layer (alpha nearer 0) loses more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from polyaudit.errors import PolyauditError
+from polyaudit.verdict import Evidence, Prediction
+
+CLAIM = "C5"
+VERSION = 1
+STAT_ROBUSTNESS = "spearman(train dropout, robustness)"
+STAT_ALPHA = "spearman(train dropout, alpha)"
+STAT_SINGLE = "spearman(alpha, loss increase under unit dropout)"
+PREDICTED_ROBUSTNESS: Prediction = "positive"
+PREDICTED_ALPHA: Prediction = "negative"
+PREDICTED_SINGLE: Prediction = "positive"
+TEST_RATES: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # test-time unit dropout grid (family)
+SINGLE_RATE = 0.2  # unit dropout rate q of the single-checkpoint variant
+MIN_MODELS = 4
+MIN_LAYERS = 3
+MIN_SAMPLES = 50
+MIN_PERMUTATIONS = 9999  # cheap (one matrix product): p resolves 1e-4 whatever the profile
+
+
+@dataclass(frozen=True)
+class FamilyMeasurements:
+    """What was measured on a family: M models x L layers (x Q test-time rates)."""
+
+    rates: np.ndarray  # [M] training dropout rate of each model
+    retained: np.ndarray  # [M, L, Q] retained performance under test-time dropout q at layer l
+    alpha: np.ndarray  # [M, L] power-law exponent of each layer's activation spectrum
+    participation: np.ndarray  # [M, L] participation ratio of the same spectrum
+    clean: np.ndarray  # [M] clean performance (accuracy, or a loss for loss metrics)
+    chance: float  # performance of a model that ignores its input
+    sites: tuple[str, ...]  # [L] site names
+    test_rates: tuple[float, ...] = TEST_RATES
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+    r2: np.ndarray | None = None  # [M, L] fit quality of alpha
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman, NaN where undefined (a constant or non-finite input, e.g. in one bootstrap replicate)."""
+    from polyaudit.stats import spearman
+
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))) or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearman(x, y))
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman of each row pair of x, y [B, n] at once (Pearson of average ranks, as
+    `stats.spearman`); NaN for a row where either side is constant."""
+    from scipy.stats import rankdata
+
+    rx = rankdata(x, axis=1)
+    ry = rankdata(y, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    denom = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rx * ry).sum(axis=1) / denom, np.nan)
+
+
+def permutation_null(rates: np.ndarray, values: np.ndarray, n_perm: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """[n_perm] Spearman(rates, values) with the rates permuted over the models: Pearson of average
+    ranks (what Spearman is, ties included), all permutations in one matrix product."""
+    from scipy.stats import rankdata
+
+    rx = rankdata(rates) - (len(rates) + 1) / 2.0
+    ry = rankdata(values) - (len(values) + 1) / 2.0
+    denom = np.sqrt((rx @ rx) * (ry @ ry))
+    if denom == 0:
+        return np.full(n_perm, np.nan)
+    return rng.permuted(np.tile(rx, (n_perm, 1)), axis=1) @ ry / denom
+
+
+def _trend(rates: np.ndarray, values: np.ndarray, n_boot: int, n_perm: int,
+           rng: np.random.Generator) -> tuple[float, float, float, float, np.ndarray]:
+    """(rho, lo, hi, p, bootstrap replicates) of Spearman(rates, values) over models. The
+    permutation p-value is two-sided with the +1 correction, so never 0."""
+    from polyaudit.stats import percentile_ci, permutation_p_value
+
+    rho = _spearman(rates, values)
+    if not np.isfinite(rho):
+        nan = float("nan")
+        return rho, nan, nan, nan, np.array([])
+    resamples = rng.integers(0, rates.size, size=(n_boot, rates.size))  # models, with replacement
+    boot = spearman_rows(rates[resamples], values[resamples])
+    lo, hi = percentile_ci(boot)  # error when over 10% of replicates are undefined
+    p = permutation_p_value(rho, permutation_null(rates, values, n_perm, rng), "two-sided")
+    return rho, float(lo), float(hi), float(p), boot
+
+
+def _by_rate(rates: np.ndarray, values: np.ndarray) -> dict[str, Any]:
+    """Mean of `values` (first axis: models) at each training rate."""
+    return {f"{r:g}": np.asarray(values)[rates == r].mean(axis=0).tolist() for r in np.unique(rates)}
+
+
+def _bound_details(m: FamilyMeasurements, layer: int) -> dict[str, Any]:
+    """The measured curves beside the paper's capacity bound (Thm. 3: capacity ~ (1 - D) x base)."""
+    rates = np.asarray(m.rates, dtype=float)
+    q = np.asarray(m.test_rates, dtype=float)
+    curves = _by_rate(rates, m.retained[:, layer, :])
+    sign = 1.0 if m.higher_is_better else -1.0
+    clean_rel = sign * (np.asarray(m.clean) - m.chance)
+    base = clean_rel[rates == rates.min()].mean()
+    clean_by_rate = {k: v / base for k, v in _by_rate(rates, clean_rel).items()} if base > 0 else {}
+    return {
+        "test_rates": q.tolist(),
+        "capacity_bound": np.round(1.0 - q, 12).tolist(),
+        "retained_by_train_rate": curves,
+        "above_bound_fraction_by_train_rate": {
+            k: float(np.mean(np.asarray(v) >= 1.0 - q)) for k, v in curves.items()
+        },
+        "clean_relative_to_lowest_rate": clean_by_rate,
+        "clean_bound_by_train_rate": {f"{r:g}": round(1.0 - r, 12) for r in np.unique(rates)},
+    }
+
+
+def family_evidence(m: FamilyMeasurements, *, n_boot: int, n_perm: int,
+                    rng: np.random.Generator) -> dict[str, Evidence]:
+    """Rows `robustness:SITE` and `alpha:SITE` for every layer, Holm-adjusted across layers within
+    each statistic."""
+    from polyaudit.analyses.common import adjust_evidence
+
+    rates = np.asarray(m.rates, dtype=float)
+    n_models = m.alpha.shape[0]
+    robustness = np.asarray(m.retained, dtype=float).mean(axis=2)
+    rows: dict[str, dict[str, Evidence]] = {"robustness": {}, "alpha": {}}
+    for stat, statistic, predicted, values in (
+        ("robustness", STAT_ROBUSTNESS, PREDICTED_ROBUSTNESS, robustness),
+        ("alpha", STAT_ALPHA, PREDICTED_ALPHA, np.asarray(m.alpha, dtype=float)),
+    ):
+        for layer, site in enumerate(m.sites):
+            key = f"{stat}:{site}"
+            if n_models < MIN_MODELS or len(np.unique(rates)) < 3:
+                rows[stat][key] = Evidence.skipped(
+                    CLAIM, VERSION, site, statistic,
+                    f"needs at least {MIN_MODELS} models over 3 dropout rates; the family has "
+                    f"{n_models} over {len(np.unique(rates))}")
+                continue
+            v = values[:, layer]
+            if not np.all(np.isfinite(v)):
+                bad = ~np.isfinite(v)
+                why = ("their clean performance is no better than chance" if stat == "robustness" else
+                       "their spectrum at this layer resolves too few eigenvalues for a power-law fit")
+                rows[stat][key] = Evidence.failed(
+                    CLAIM, VERSION, site, statistic,
+                    f"{stat} is undefined for {int(bad.sum())} of {n_models} models (rates "
+                    f"{', '.join(f'{r:g}' for r in np.unique(rates[bad]))}): {why}", n=n_models)
+                continue
+            try:
+                rho, lo, hi, p, _ = _trend(rates, v, n_boot, max(n_perm, MIN_PERMUTATIONS), rng)
+            except PolyauditError as e:
+                rows[stat][key] = Evidence.failed(CLAIM, VERSION, site, statistic, str(e), n=n_models)
+                continue
+            if not np.isfinite(rho):
+                rows[stat][key] = Evidence.failed(
+                    CLAIM, VERSION, site, statistic,
+                    f"{stat} is the same for every model: Spearman is undefined", n=n_models)
+                continue
+            details: dict[str, Any] = {
+                "layer": layer, "rates": rates.tolist(), "values": v.tolist(),
+                "mean_by_train_rate": _by_rate(rates, v), "n_models": n_models,
+                "n_boot": n_boot, "n_perm": max(n_perm, MIN_PERMUTATIONS), "metric": m.metric,
+                "alpha_by_train_rate": _by_rate(rates, m.alpha[:, layer]),
+                "participation_ratio_by_train_rate": _by_rate(rates, m.participation[:, layer]),
+                "rho_participation_ratio": _spearman(rates, np.asarray(m.participation)[:, layer]),
+            }
+            if stat == "robustness":
+                details.update(_bound_details(m, layer))
+            if m.r2 is not None:
+                details["min_r2"] = float(np.min(m.r2[:, layer]))
+            notes = (f"{n_models} models, rates {', '.join(f'{r:g}' for r in np.unique(rates))}; "
+                     f"robustness = mean retained {m.metric} over test-time q "
+                     f"{', '.join(f'{q:g}' for q in m.test_rates)}")
+            rows[stat][key] = Evidence(
+                claim=CLAIM, claim_version=VERSION, site=site, statistic=statistic,
+                effect=rho, ci=(lo, hi), p=p, n=n_models, predicted=predicted, notes=notes,
+                details=details)
+    out: dict[str, Evidence] = {}
+    for stat_rows in rows.values():
+        out.update(adjust_evidence(stat_rows))
+    return out
+
+
+def retained(perf: np.ndarray, clean: np.ndarray, chance: float, higher_is_better: bool) -> np.ndarray:
+    """(P(q) - chance) / (P(0) - chance) with the sign of the metric; NaN where the clean model is
+    no better than chance. `perf` [M, ...] with `clean` [M] broadcast over the trailing axes."""
+    sign = 1.0 if higher_is_better else -1.0
+    gain = sign * (np.asarray(clean, dtype=float) - chance)
+    gain = np.where(gain > 0, gain, np.nan)
+    shape = (-1,) + (1,) * (np.ndim(perf) - 1)
+    return np.asarray(sign * (np.asarray(perf, dtype=float) - chance)) / gain.reshape(shape)
+
+
+def single_evidence(
+    layers: Sequence[Any],
+    increase: np.ndarray,
+    *,
+    site: str,
+    n_boot: int,
+    rng: np.random.Generator,
+    q: float = SINGLE_RATE,
+    ranks: tuple[int, int] | None = None,
+    rank_bounds: Sequence[int | None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Evidence:
+    """`layers`: per-layer SiteData at the unit site (shallow to deep); `increase` [L, n_samples]:
+    each kept sample's loss increase under unit dropout at that layer (token probes: its sequence's);
+    `rank_bounds`: the architecture's bound on each layer's rank (`Adapter.rank_bound`), or None."""
+    from polyaudit.analyses.coding import one_blas_thread, small_width
+
+    width = max((int(np.shape(data.samples)[1]) for data in layers), default=0)
+    with one_blas_thread(small_width(width)):
+        return _single_evidence(layers, increase, site=site, n_boot=n_boot, rng=rng, q=q, ranks=ranks,
+                                rank_bounds=rank_bounds, extra=extra)
+
+
+def _single_evidence(
+    layers: Sequence[Any],
+    increase: np.ndarray,
+    *,
+    site: str,
+    n_boot: int,
+    rng: np.random.Generator,
+    q: float = SINGLE_RATE,
+    ranks: tuple[int, int] | None = None,
+    rank_bounds: Sequence[int | None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Evidence:
+    from polyaudit.analyses.coding import layer_alphas
+    from polyaudit.stats import bootstrap_p_value, percentile_ci
+
+    if len(layers) < MIN_LAYERS:
+        return Evidence.skipped(CLAIM, VERSION, site, STAT_SINGLE, f"needs at least {MIN_LAYERS} layers to "
+                                f"correlate across layers; the model has {len(layers)}")
+    for i, data in enumerate(layers):
+        if data.n_nonfinite:
+            return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE,
+                                   f"activations at layer {i} contain {data.n_nonfinite} NaN/inf values")
+    inc = np.asarray(increase, dtype=float)
+    if not np.all(np.isfinite(inc)):
+        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, "the loss under unit dropout is not finite")
+    n = int(layers[0].samples.shape[0])
+    try:
+        fits = layer_alphas(layers, n_boot, rng, ranks, rank_bounds)
+    except PolyauditError as e:
+        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, str(e), n=n)
+    kept = fits.kept
+    mean_inc = inc[kept].mean(axis=1)
+    per_layer = [{"layer": i, "alpha": float(fits.alphas[k]), "r2": float(fits.r2[k]),
+                  "participation_ratio": float(fits.participation[k]), "loss_increase": float(mean_inc[k])}
+                 for k, i in enumerate(kept)]
+    details = {"layers": per_layer, "q": q, "ranks": list(fits.ranks), "n_boot": n_boot,
+               "n_layers": len(layers), "excluded_layers": fits.excluded, **dict(extra or {})}
+    if len(kept) < MIN_LAYERS:
+        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, f"only {len(kept)} layer(s) resolve enough "
+                               f"eigenvalues for a power-law fit; {MIN_LAYERS} are needed", n=n, details=details)
+    rho = _spearman(fits.alphas, mean_inc)
+    if not np.isfinite(rho):
+        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, "alpha or the loss increase is the same at "
+                               "every layer: Spearman is undefined", n=n, details=details)
+    boot_inc = np.stack([inc[kept][:, idx].mean(axis=1) for idx in fits.resamples], axis=1)
+    boot = np.array([_spearman(fits.boot[:, b], boot_inc[:, b]) for b in range(n_boot)])
+    try:
+        lo, hi = percentile_ci(boot)  # error when over 10% of replicates are undefined
+        p = bootstrap_p_value(boot)
+    except PolyauditError as e:
+        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, str(e), n=n, details=details)
+    excluded = f"; layers {', '.join(str(e['layer']) for e in fits.excluded)} excluded (too few eigenvalues)" \
+        if fits.excluded else ""
+    return Evidence(
+        claim=CLAIM, claim_version=VERSION, site=site, statistic=STAT_SINGLE, effect=rho,
+        ci=(float(lo), float(hi)), p=float(p), n=n, predicted=PREDICTED_SINGLE,
+        notes=(f"unit dropout q={q:g} (inverted: survivors x 1/(1-q)) at each layer's {site}; "
+               f"alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]}{excluded}"),
+        details=details,
+    )

@@ -1,0 +1,186 @@
+"""C6 analysis: the smoothness of random projections tracks the eigenspectrum exponent alpha.
+
+Marshall & Kirchner 2024 (sec. 5, Fig. 4), after Stringer et al. 2019: the slower a code's
+eigenspectrum decays (alpha nearer 0), the more variance it spends on directions that change fast
+along a smooth stimulus, so random projections of its trajectory are rougher: their ACTION (half the
+mean sum of squared successive differences, `polyaudit.measures.action`) is larger. PREDICTED
+POSITIVE: Spearman(action, alpha) across layers > 0.
+
+Per layer: alpha from the probe's activations (as in C4; Huber fit over the default rank range)
+and the action of the stimulus trajectory projected on `N_PROJ` directions r ~ N(0, I/m). The
+action compared with alpha is the RELATIVE action (per unit of the trajectory's own projected
+spread): alpha is scale-free, and the theory compares codes of equal variance, so a raw action
+would rank layers by their activation norm (e.g. a residual stream that grows with depth) rather
+than by the shape of their spectrum. The raw action, its exact expectation 1/2 tr(Sigma), and the
+relative action are all in `details`.
+
+CI: paired bootstrap — each replicate resamples the probe samples (alpha of every layer), the
+stimulus loops and the projections (action of every layer), then correlates across layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from polyaudit.errors import PolyauditError
+from polyaudit.verdict import Evidence, Prediction
+
+CLAIM = "C6"
+VERSION = 1
+STATISTIC = "spearman(action, alpha)"
+PREDICTED: Prediction = "positive"
+N_PROJ = 1000
+MIN_LAYERS = 3
+MIN_SAMPLES = 50
+ALPHA_RESOLUTION = 1e-3  # float16 activation storage moves alpha by ~1e-4; its sampling error is ~1e-2
+
+
+def layer_energies(
+    trajs: Sequence[np.ndarray], n_proj: int, rng: np.random.Generator, closed: bool = True
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(energy, spread) [K, n_proj] per layer; layers of equal width share the same directions, so
+    their actions are compared on the same projections."""
+    from polyaudit.measures.action import projection_energies, projection_matrix
+
+    directions: dict[int, np.ndarray] = {}
+    out = []
+    for traj in trajs:
+        m = int(traj.shape[-1])
+        if m not in directions:
+            directions[m] = projection_matrix(m, n_proj, rng)
+        out.append(projection_energies(traj, directions[m], closed))
+    return out
+
+
+def _spearman(action: np.ndarray, alpha: np.ndarray) -> float:
+    """Spearman(action, alpha), NaN where undefined (a constant or non-finite input, e.g. in one
+    bootstrap replicate). Values closer than their resolution are ties, not a ranking of rounding
+    errors (layers that are scaled copies have ONE alpha): actions within 1e-9 relative, alphas
+    within ALPHA_RESOLUTION (float16 storage of the activations moves an alpha by ~1e-4; its
+    sampling error is ~1e-2)."""
+    from polyaudit.stats import spearman
+
+    if not (np.all(np.isfinite(action)) and np.all(np.isfinite(alpha))):
+        return float("nan")
+    x = _snap(np.asarray(action, dtype=float), 1e-9 * float(np.max(np.abs(action))))
+    y = _snap(np.asarray(alpha, dtype=float), ALPHA_RESOLUTION)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearman(x, y))
+
+
+def _snap(v: np.ndarray, tol: float) -> np.ndarray:
+    """Values chained by gaps <= tol (in sorted order) replaced by their group's mean."""
+    order = np.argsort(v, kind="stable")
+    group = np.concatenate([[0], np.cumsum(np.diff(v[order]) > tol)])
+    means = np.bincount(group, weights=v[order]) / np.bincount(group)
+    out = np.empty_like(v)
+    out[order] = means[group]
+    return out
+
+
+def action_alpha(
+    layers: Sequence[Any],
+    trajs: Sequence[np.ndarray],
+    *,
+    site: str,
+    n_boot: int,
+    rng: np.random.Generator,
+    n_proj: int = N_PROJ,
+    closed: bool = True,
+    ranks: tuple[int, int] | None = None,
+    rank_bounds: Sequence[int | None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Evidence:
+    """`layers`: per-layer SiteData of the probe (shallow to deep); `trajs`: per-layer stimulus
+    trajectories [K loops, T frames, m units] at the same sites; `rank_bounds`: the architecture's
+    bound on each layer's rank (`Adapter.rank_bound`), or None."""
+    from polyaudit.analyses.coding import one_blas_thread, small_width
+
+    width = max((int(np.shape(data.samples)[1]) for data in layers), default=0)
+    with one_blas_thread(small_width(width)):
+        return _action_alpha(layers, trajs, site=site, n_boot=n_boot, rng=rng, n_proj=n_proj, closed=closed,
+                             ranks=ranks, rank_bounds=rank_bounds, extra=extra)
+
+
+def _action_alpha(
+    layers: Sequence[Any],
+    trajs: Sequence[np.ndarray],
+    *,
+    site: str,
+    n_boot: int,
+    rng: np.random.Generator,
+    n_proj: int = N_PROJ,
+    closed: bool = True,
+    ranks: tuple[int, int] | None = None,
+    rank_bounds: Sequence[int | None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Evidence:
+    from polyaudit.analyses.coding import layer_alphas
+    from polyaudit.measures.action import expected_action
+    from polyaudit.stats import bootstrap_p_value, percentile_ci
+
+    if len(layers) < MIN_LAYERS:
+        return Evidence.skipped(CLAIM, VERSION, site, STATISTIC, f"needs at least {MIN_LAYERS} layers to "
+                                f"correlate across layers; the model has {len(layers)}")
+    if len(trajs) != len(layers):
+        raise PolyauditError(f"{len(trajs)} trajectories for {len(layers)} layers", site=site)
+    for i, (data, traj) in enumerate(zip(layers, trajs, strict=True)):
+        if data.n_nonfinite or not np.all(np.isfinite(traj)):
+            return Evidence.failed(CLAIM, VERSION, site, STATISTIC, f"activations at layer {i} contain NaN/inf values")
+    n = int(layers[0].samples.shape[0])
+    try:
+        fits = layer_alphas(layers, n_boot, rng, ranks, rank_bounds)
+    except PolyauditError as e:
+        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, str(e), n=n)
+    kept = fits.kept
+    kept_trajs = [trajs[i] for i in kept]
+    energies = layer_energies(kept_trajs, n_proj, rng, closed)
+    k = energies[0][0].shape[0]
+    raw = np.array([0.5 * energy.mean() for energy, _ in energies])
+    spread = np.array([sp.mean() for _, sp in energies])
+    per_layer = [{"layer": i, "alpha": float(fits.alphas[j]), "r2": float(fits.r2[j]), "action": float(raw[j]),
+                  "expected_action": expected_action(kept_trajs[j], closed),
+                  "relative_action": float(raw[j] / spread[j]) if spread[j] > 0 else None,
+                  "width": int(kept_trajs[j].shape[-1])} for j, i in enumerate(kept)]
+    details: dict[str, Any] = {
+        "layers": per_layer, "alphas": fits.alphas.tolist(), "actions": raw.tolist(), "n_proj": n_proj,
+        "n_loops": k, "frames": int(trajs[0].shape[1]), "ranks": list(fits.ranks), "n_boot": n_boot,
+        "excluded_layers": fits.excluded, **dict(extra or {})}
+    if len(kept) < MIN_LAYERS:
+        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, f"only {len(kept)} layer(s) resolve enough "
+                               f"eigenvalues for a power-law fit; {MIN_LAYERS} are needed", n=n, details=details)
+    if np.any(spread <= 0):
+        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, "the stimulus does not move the activations "
+                               f"at layer {kept[int(np.argmin(spread))]}", n=n, details=details)
+    rel = raw / spread
+    details.update(relative_actions=rel.tolist(), rho_raw_action=_spearman(raw, fits.alphas))
+    rho = _spearman(rel, fits.alphas)
+    if not np.isfinite(rho):
+        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, "alpha or the action is the same at every "
+                               "layer: Spearman is undefined", n=n, details=details)
+    loops = rng.integers(0, k, size=(n_boot, k))
+    projs = rng.integers(0, n_proj, size=(n_boot, n_proj))
+    boot_rel = np.empty((len(kept), n_boot))
+    for j, (energy, spread_j) in enumerate(energies):
+        for b in range(n_boot):
+            idx = np.ix_(loops[b], projs[b])
+            boot_rel[j, b] = 0.5 * energy[idx].mean() / spread_j[idx].mean()
+    boot = np.array([_spearman(boot_rel[:, b], fits.boot[:, b]) for b in range(n_boot)])
+    try:
+        lo, hi = percentile_ci(boot)  # error when over 10% of replicates are undefined
+        p = bootstrap_p_value(boot)
+    except PolyauditError as e:
+        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, str(e), n=n, details=details)
+    excluded = f"; layers {', '.join(str(e['layer']) for e in fits.excluded)} excluded (too few eigenvalues)" \
+        if fits.excluded else ""
+    return Evidence(
+        claim=CLAIM, claim_version=VERSION, site=site, statistic=STATISTIC, effect=rho,
+        ci=(float(lo), float(hi)), p=float(p), n=n, predicted=PREDICTED,
+        notes=(f"relative action of {k} stimulus loops x {trajs[0].shape[1]} frames on {n_proj} random "
+               f"projections; alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]} on {n} probe samples{excluded}"),
+        details=details,
+    )

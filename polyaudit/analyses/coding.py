@@ -1,0 +1,132 @@
+"""Helpers shared by the coding-theory analyses (C5, C6).
+
+- One rank range for the power-law fits that are compared with each other (the layers of a model,
+  the models of a family at one layer), inside what the lowest-rank spectrum resolves, as C4 does,
+  so alpha means the same thing in C4, C5 and C6. Unlike C4, a layer that resolves too few
+  eigenvalues for any fit (a 16-unit bottleneck) is left out and listed instead of failing all.
+- Thread counts for small work: many tiny forward passes and small eigendecompositions gain nothing
+  from parallelism and lose a lot to oversubscription (on a loaded 2-core machine: tiny forwards
+  ~20x slower, a bootstrap of alpha at 512 units 42 s instead of 0.85 s on one BLAS thread). Both
+  context managers restore the previous settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+SMALL_MODEL = 5_000_000  # parameters: below this, torch and BLAS run on one thread
+SMALL_WIDTH = 2048  # units: below this, BLAS runs on one thread for spectra (a bootstrap is many small eighs)
+
+
+@contextlib.contextmanager
+def one_blas_thread(enabled: bool = True) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+@contextlib.contextmanager
+def compute_threads(model: torch.nn.Module) -> Iterator[None]:
+    """One torch thread and one BLAS thread while working on a small model."""
+    if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL:
+        yield
+        return
+    from polyaudit.models.zoo import _one_thread
+
+    with _one_thread(), one_blas_thread():
+        yield
+
+
+def small_width(width: int) -> bool:
+    return width < SMALL_WIDTH
+
+
+def shared_fit_ranks(n_samples: int, spectra: Sequence[np.ndarray],
+                     rank_bounds: Sequence[int | None] | None = None) -> tuple[int, int]:
+    """`default_ranks` for n samples and the smallest numerical rank among `spectra`, each capped
+    by the architecture's bound on it where known (`Adapter.rank_bound`: an MLP's up-projection
+    lives in a d_model-dim subspace of its d_mlp units; past it float16 storage leaves only
+    rounding noise, not a tail)."""
+    from polyaudit.measures.spectrum import default_ranks
+
+    return default_ranks(n_samples, min(_dims(eig, b) for eig, b in zip(spectra, _bounds(rank_bounds, len(spectra)),
+                                                                            strict=True)))
+
+
+def _dims(eig: np.ndarray, bound: int | None) -> int:
+    from polyaudit.measures.spectrum import effective_dims
+
+    dims = effective_dims(eig)
+    return dims if bound is None else min(dims, int(bound))
+
+
+def _bounds(rank_bounds: Sequence[int | None] | None, n: int) -> list[int | None]:
+    return [None] * n if rank_bounds is None else list(rank_bounds)
+
+
+@dataclass(frozen=True)
+class LayerAlphas:
+    """Power-law exponents of a model's layers, fitted over one shared rank range, with paired
+    bootstrap replicates (the same resamples of samples at every layer)."""
+
+    kept: list[int]  # layers fitted, shallow to deep
+    alphas: np.ndarray  # [len(kept)]
+    r2: np.ndarray
+    participation: np.ndarray
+    boot: np.ndarray  # [len(kept), n_boot]
+    ranks: tuple[int, int]
+    resamples: list[np.ndarray]
+    excluded: list[dict[str, Any]]  # layers whose spectrum resolves too few eigenvalues, and why
+
+
+def layer_alphas(layers: Sequence[Any], n_boot: int, rng: np.random.Generator,
+                 ranks: tuple[int, int] | None = None,
+                 rank_bounds: Sequence[int | None] | None = None) -> LayerAlphas:
+    """alpha of every layer (SiteData, shallow to deep) that resolves enough eigenvalues for a fit,
+    all over one rank range; a layer that does not (e.g. a 16-unit bottleneck with 8 live units) is
+    excluded and listed, rather than shrinking every layer's range to what it resolves.
+    `rank_bounds`: the architecture's bound on each layer's rank (None where unknown).
+    PolyauditError when no layer can be fitted."""
+    from polyaudit.errors import PolyauditError
+    from polyaudit.measures.spectrum import (
+        bootstrap_alphas,
+        decompose,
+        default_ranks,
+        fit_power_law,
+        participation_ratio,
+    )
+    from polyaudit.stats import bootstrap_resamples
+
+    n = int(layers[0].samples.shape[0])
+    parts = [decompose(data.samples) for data in layers]  # one eigendecomposition per layer
+    dims = [_dims(eig, b) for (eig, _), b in zip(parts, _bounds(rank_bounds, len(layers)), strict=True)]
+    kept: list[int] = []
+    excluded: list[dict[str, Any]] = []
+    for i, d in enumerate(dims):
+        try:
+            default_ranks(n, d)
+            kept.append(i)
+        except PolyauditError as e:
+            excluded.append({"layer": i, "effective_dims": d, "reason": str(e)})
+    if not kept:
+        raise PolyauditError(f"no layer resolves enough eigenvalues for a power-law fit: {excluded[0]['reason']}")
+    fit_ranks = ranks or default_ranks(n, min(dims[i] for i in kept))
+    resamples = bootstrap_resamples(n, n_boot, rng, groups=layers[0].groups)
+    fits = [fit_power_law(parts[i][0], fit_ranks) for i in kept]
+    return LayerAlphas(
+        kept=kept, alphas=np.array([f.alpha for f in fits]), r2=np.array([f.r2 for f in fits]),
+        participation=np.array([participation_ratio(parts[i][0]) for i in kept]),
+        boot=np.stack([bootstrap_alphas(layers[i].samples, fit_ranks, resamples, decomposition=parts[i])
+                       for i in kept]),
+        ranks=fit_ranks, resamples=resamples, excluded=excluded,
+    )

@@ -1,0 +1,262 @@
+"""Run the rest of a model from a site on activations we choose (C2 and C3 perturb a site).
+
+`make_downstream(loaded, site, contexts)` picks the evaluator:
+
+- `SequentialDownstream` — an `nn.Sequential` with only ReLU-like nonlinearities: the modules after
+  the site, in float64. Codes come from `codes_along`, crossings along a segment are EXACT
+  (`walk_segment`), outputs from the same float64 modules.
+- `AdapterDownstream` — any other model the adapters know: one batched forward per chunk of points
+  with a write hook at the site (the point replaces the activation at the context's kept position)
+  and read hooks at every later `mlp_pre` site (the codes, at that position). Crossings are then
+  found by dense sampling and bisection (`polyaudit.analyses.paths`). For causal language models the
+  context is cut after the kept position (later tokens cannot affect it); in encoders (BERT) the
+  written point also reaches the other positions through attention, but codes and outputs are read
+  at the kept position only. Causal families with a key/value cache compute the prefix once per
+  context (`prefix_cache`). Semantic output: the classifier's classes, the next-token distribution
+  (causal LMs) or the masked-LM head (encoders) at the kept position.
+
+Both count the work they do (`n_rows`, `segment_evaluations`, `seconds`) so benchmarks can compare
+analysis time with forward time.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from polyaudit.errors import PolyauditError
+from polyaudit.measures.polytopes import affine_layers, codes_along, walk_segment
+from polyaudit.models.base import Adapter, LoadedModel, Site
+
+
+@dataclass(frozen=True)
+class Contexts:
+    """The inputs points are written into: token ids [n, L] (+ mask, kept position per row) or
+    vector inputs [n, ...] (pos None)."""
+
+    inputs: torch.Tensor
+    mask: torch.Tensor | None = None
+    pos: np.ndarray | None = None
+
+
+@dataclass
+class Work:
+    n_rows: int = 0  # points run through the model
+    segment_evaluations: int = 0  # exact walks, in single-point forward equivalents
+    seconds: float = 0.0
+
+
+def has_output_head(loaded: LoadedModel) -> bool:
+    """Whether the model's output is a distribution we can read (classifier or LM/MLM head)."""
+    if loaded.adapter.input_kind == "vectors":
+        return True
+    get = getattr(loaded.model, "get_output_embeddings", None)
+    return callable(get) and get() is not None
+
+
+def leaves(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Non-Sequential modules of a (nested) nn.Sequential in execution order, with their paths."""
+    return [(n, m) for n, m in net.named_modules() if n and not isinstance(m, nn.Sequential)]
+
+
+def after_site(net: nn.Sequential, site: Site | None) -> nn.Sequential:
+    """The modules that run after `site` (None: the whole net) as a flat nn.Sequential."""
+    mods = leaves(net)
+    if site is None:
+        return nn.Sequential(*[m for _, m in mods])
+    names = [n for n, _ in mods]
+    if site.module not in names:
+        raise PolyauditError(f"site module {site.module!r} is not a leaf of the nn.Sequential", site=site.name)
+    i = names.index(site.module)
+    start = i + 1 if site.tap == "output" else i
+    return nn.Sequential(*[m for _, m in mods[start:]])
+
+
+class SequentialDownstream:
+    """Exact evaluator of a piecewise-linear nn.Sequential (float64 copy)."""
+
+    exact = True
+    codes_exact = True
+
+    def __init__(self, net: nn.Sequential) -> None:
+        self.net = copy.deepcopy(net).double().eval()
+        self.layers = affine_layers(self.net)
+        self.n_units = int(sum(layer.bias.size for layer in self.layers))
+        self.work = Work()
+
+    @property
+    def segment_evaluations(self) -> int:
+        return self.work.segment_evaluations
+
+    def outputs(self, points: np.ndarray, ctx: np.ndarray | None,
+                keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        x = np.asarray(points, dtype=np.float64)
+        codes = codes_along(self.layers, x)
+        rows = x if keep is None else x[np.asarray(keep, dtype=bool)]
+        with torch.inference_mode():
+            logp = torch.log_softmax(self.net(torch.from_numpy(rows)), dim=-1).numpy()
+        self.work.n_rows += x.shape[0]
+        self.work.seconds += time.perf_counter() - t0
+        return codes, logp
+
+    def segment(self, p0: np.ndarray, p1: np.ndarray, ctx: int | None) -> np.ndarray:
+        t0 = time.perf_counter()
+        walk = walk_segment(self.layers, p0, p1)
+        self.work.segment_evaluations += walk.n_evaluations
+        self.work.seconds += time.perf_counter() - t0
+        return walk.t
+
+
+class AdapterDownstream:
+    """Evaluator through the adapter's hooks (approximate crossings; see the module docstring)."""
+
+    exact = False
+
+    def __init__(self, adapter: Adapter, site: Site | None, later: Sequence[Site], contexts: Contexts,
+                 *, max_rows: int = 256, causal: bool = True) -> None:
+        if site is None and adapter.input_kind != "vectors":
+            raise PolyauditError("the input site exists only for vector models")
+        self.adapter = adapter
+        self.site = site
+        self.later = list(later)
+        self.contexts = contexts
+        self.max_rows = max_rows
+        self.causal = causal and adapter.input_kind == "tokens"
+        self.codes_exact = bool(adapter.piecewise_linear)
+        self.activation = str(adapter.activation)
+        self.work = Work()
+        self.n_units = -1  # known after the first call
+        self.segment_evaluations = 0
+
+    def segment(self, p0: np.ndarray, p1: np.ndarray, ctx: int | None) -> np.ndarray:
+        raise PolyauditError("exact crossings need a piecewise-linear nn.Sequential after the site")
+
+    def _head(self) -> nn.Module | None:
+        """The output head (LM / MLM decoder) of a token model, fed only the kept positions so no
+        [batch, length, vocabulary] logits are ever made."""
+        get = getattr(self.adapter.model, "get_output_embeddings", None)
+        head = get() if callable(get) else None
+        return head if isinstance(head, nn.Module) else None
+
+    def outputs(self, points: np.ndarray, ctx: np.ndarray | None,
+                keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        pts = np.asarray(points)
+        k = np.ones(pts.shape[0], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+        codes, logps = [], []
+        for start in range(0, pts.shape[0], self.max_rows):
+            sl = slice(start, start + self.max_rows)
+            c, lp = self._chunk(pts[sl], None if ctx is None else np.asarray(ctx)[sl])
+            codes.append(c)
+            logps.append(lp[k[sl]])
+        self.work.n_rows += pts.shape[0]
+        self.work.seconds += time.perf_counter() - t0
+        out = np.concatenate(codes), np.concatenate(logps)
+        self.n_units = out[0].shape[1]
+        return out
+
+    def _chunk(self, pts: np.ndarray, ctx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        ad = self.adapter
+        b = pts.shape[0]
+        values = torch.from_numpy(np.ascontiguousarray(pts)).to(device=ad.device, dtype=ad.dtype)
+        rows = torch.arange(b, device=ad.device)
+        if ctx is None:
+            if self.site is not None:
+                raise PolyauditError("points written into a site need the inputs (contexts) they belong to")
+            inputs, mask, pos = values.reshape(b, *self.contexts.inputs.shape[1:]), None, None
+        else:
+            idx = torch.from_numpy(np.asarray(ctx, dtype=np.int64))
+            inputs = self.contexts.inputs[idx]
+            mask = None if self.contexts.mask is None else self.contexts.mask[idx]
+            pos = None
+            if self.contexts.pos is not None:
+                p = np.asarray(self.contexts.pos)[np.asarray(ctx, dtype=np.int64)]
+                if self.causal:
+                    inputs = inputs[:, : int(p.max()) + 1]
+                    mask = None if mask is None else mask[:, : int(p.max()) + 1]
+                pos = torch.from_numpy(p).to(ad.device)
+            if self.site is None:  # the points are the inputs (flattened): restore the input shape
+                inputs = values.reshape(b, *self.contexts.inputs.shape[1:])
+        read: dict[Site, torch.Tensor] = {}
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            return t[rows, pos] if pos is not None else t.reshape(b, -1)
+
+        def reader(site: Site, t: torch.Tensor) -> None:
+            read[site] = (take(t) > 0).cpu()
+
+        def writer(site: Site, t: torch.Tensor) -> torch.Tensor:
+            if pos is None:
+                return values.reshape(t.shape).to(t.dtype)
+            out = t.clone()
+            out[rows, pos] = values.to(t.dtype)
+            return out
+
+        def head_input(_mod: nn.Module, args: Any) -> Any:  # the output head sees the kept positions only
+            return (args[0][rows, pos][:, None, :], *args[1:])
+
+        writes = {} if self.site is None else {self.site: writer}
+        head = self._head()
+        handle = head.register_forward_pre_hook(head_input) if head is not None and pos is not None else None
+        try:
+            with torch.inference_mode(), ad.hooks(reads=dict.fromkeys(self.later, reader), writes=writes):
+                logits = ad.logits(inputs, mask)
+        finally:
+            if handle is not None:
+                handle.remove()
+        missing = [s.name for s in self.later if s not in read]
+        if missing:
+            raise PolyauditError(f"sites {', '.join(missing)} never fired in the downstream forward")
+        if pos is None:
+            out = logits.reshape(b, -1)
+        else:
+            out = logits[:, 0] if handle is not None else take(logits)
+        logp = torch.log_softmax(out.float(), dim=-1).cpu().numpy()
+        codes = (torch.cat([read[s] for s in self.later], dim=1).numpy() if self.later
+                 else np.zeros((b, 0), dtype=bool))
+        return codes, logp
+
+
+def later_sites(adapter: Adapter, site: Site | None) -> list[Site]:
+    """The `mlp_pre` sites after `site` (all of them after the input)."""
+    first = 0 if site is None else site.layer + (1 if site.kind in ("resid", "mlp_out") else 0)
+    return [s for s in adapter.sites("mlp_pre") if s.layer >= first]
+
+
+def make_downstream(loaded: LoadedModel, site: Site | None, contexts: Contexts, *, max_rows: int = 256) -> Any:
+    """Exact evaluator for piecewise-linear nn.Sequential models, adapter-hook evaluator otherwise."""
+    from polyaudit.models.sequential import SequentialAdapter
+
+    ad = loaded.adapter
+    if isinstance(ad, SequentialAdapter) and ad.piecewise_linear:
+        rest = after_site(loaded.model, site)  # type: ignore[arg-type]
+        try:
+            return SequentialDownstream(rest)
+        except PolyauditError:  # ReLU net with modules the walk cannot read (Conv2d, ...): sampled
+            pass
+    encoder = bool(getattr(getattr(ad, "layout", None), "encoder", False))
+    if ad.input_kind == "tokens" and not encoder and site is not None:
+        from polyaudit.analyses.prefix_cache import CACHED_FAMILIES, PrefixCachedDownstream
+
+        if ad.family in CACHED_FAMILIES:
+            return PrefixCachedDownstream(ad, site, later_sites(ad, site), contexts, max_rows=max_rows)
+    return AdapterDownstream(ad, site, later_sites(ad, site), contexts, max_rows=max_rows,
+                             causal=not encoder)
+
+
+def describe(down: Any) -> str:
+    """One phrase for row notes: how codes and crossings were obtained."""
+    if down.exact:
+        return "crossings exact (ReLU net walked piece by piece)"
+    act = getattr(down, "activation", "?")
+    codes = (f"codes exact ({act})" if down.codes_exact
+             else f"codes approximate: {act} (sign of the pre-activation)")
+    return f"{codes}; crossings approximate (dense sampling + bisection)"

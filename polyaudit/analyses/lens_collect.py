@@ -1,0 +1,118 @@
+"""What the Polytope Lens claims (C1-C3) read from a model under audit: a labelled probe, the
+layers of the depth slots, the site a path or a scaling perturbs, and how exact the codes are.
+
+- Labelled probe: language models use `labelled:categories` (every kept token has a semantic
+  category); vector models use their own / the default probe (`digits` for the zoo, a factory's
+  `(inputs, labels)`). No labels: the claims are SKIPPED with the reason.
+- Depth slots `first`, `middle`, `last` name layers 0, (L - 1) // 2 and L - 1, so test ids are known
+  before the model loads and stay few; a slot that repeats an earlier layer (models with fewer
+  than three layers) is skipped.
+- Perturbed site (C2, C3): the residual stream after block 0 for transformers (downstream: the MLP
+  pre-activations of every later block); for `nn.Sequential` models C2 interpolates the network
+  INPUT (downstream: every layer) and C3 scales the first hidden layer's output.
+- One capture serves all three claims: each asks for the union of their site kinds before reading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from polyaudit.errors import PolyauditError
+
+DEPTHS: tuple[str, ...] = ("first", "middle", "last")
+KINDS: tuple[str, ...] = ("mlp_pre", "resid")  # every site kind C1-C3 read, captured in one pass
+TEXT_PROBE = "labelled:categories"
+
+
+def probe_spec(subject: Any) -> str | None:
+    """The probe key C1-C3 read: `labelled:categories` for token models, else the model's own."""
+    return TEXT_PROBE if subject.adapter.input_kind == "tokens" else None
+
+
+def labelled_probe(subject: Any, min_samples: int) -> tuple[str | None, str | None]:
+    """(probe spec, skip reason or None). Asks for the claims' site kinds on that probe first."""
+    spec = probe_spec(subject)
+    subject.request(KINDS, spec, min_samples)
+    try:
+        probe = subject.probe(spec)
+    except PolyauditError as e:
+        return spec, f"no labelled probe applies to this model ({e})"
+    if probe.labels is None:
+        return spec, (f"probe {probe.name} has no labels: the Polytope Lens claims compare regions with "
+                      "labels; use a labelled probe (--probe=digits, or a factory returning (inputs, labels))")
+    return spec, None
+
+
+def capture(subject: Any, spec: str | None) -> Any:
+    """The shared capture of the labelled probe, with every C1-C3 site kind requested."""
+    cap = subject.capture(spec)
+    cap.request([k for k in KINDS if k in subject.adapter.site_kinds])
+    return cap
+
+
+def depth_layers(n_layers: int) -> dict[str, int | None]:
+    """Slot -> layer index; None for a slot that names a layer an earlier slot already has."""
+    raw = {"first": 0, "middle": (n_layers - 1) // 2, "last": n_layers - 1}
+    out: dict[str, int | None] = {}
+    seen: set[int] = set()
+    for slot in DEPTHS:
+        layer = raw[slot]
+        out[slot] = None if layer in seen or n_layers < 1 else layer
+        seen.add(layer)
+    return out
+
+
+def codes_note(adapter: Any) -> str:
+    """Whether spline codes at `mlp_pre` are exact (ReLU-like) or a proxy (smooth activations)."""
+    act = adapter.activation
+    if adapter.piecewise_linear:
+        return f"spline codes exact ({act})"
+    gate = " gate" if getattr(getattr(adapter, "layout", None), "family", "") == "llama" else ""
+    return f"spline codes approximate: {act} (sign of the{gate} pre-activation)"
+
+
+def site_for(adapter: Any, claim: str) -> tuple[Any, str]:
+    """(Site or None for the input, display name) of the site C2 / C3 perturb."""
+    if adapter.input_kind == "vectors" and claim == "C2":
+        return None, "input"
+    site = adapter.site("resid", 0)
+    return site, site.name
+
+
+def downstream_skip(adapter: Any, site: Any, loaded: Any) -> str | None:
+    """Why paths from `site` cannot be measured on this model (None when they can)."""
+    from polyaudit.analyses.downstream import has_output_head, later_sites
+
+    if not has_output_head(loaded):
+        return ("the model returns hidden states only (no LM or MLM head): semantic change needs an "
+                "output distribution; load it with its head")
+    if not later_sites(adapter, site):
+        return f"no MLP layer after {site.name if site is not None else 'the input'}: no boundaries downstream"
+    return None
+
+
+def site_activations(subject: Any, spec: str | None, site: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(activations [n, d], labels [n], Contexts) of every probe sample at `site` (None: inputs);
+    context i is sample i's own input (its sequence, with its kept position, for tokens)."""
+    from polyaudit.analyses.downstream import Contexts
+
+    probe = subject.probe(spec)
+    if probe.labels is None:
+        raise PolyauditError(f"probe {probe.name} has no labels")
+    if probe.positions is not None:
+        seq = np.asarray(probe.positions[:, 0], dtype=np.int64)
+        contexts = Contexts(inputs=probe.inputs[seq],
+                            mask=None if probe.attention_mask is None else probe.attention_mask[seq],
+                            pos=np.asarray(probe.positions[:, 1], dtype=np.int64))
+    else:
+        contexts = Contexts(inputs=probe.inputs)
+    if site is None:
+        acts = probe.inputs.detach().cpu().double().numpy().reshape(probe.inputs.shape[0], -1)
+    else:
+        data = capture(subject, spec).get(site)
+        if data.n_nonfinite:
+            raise PolyauditError(f"activations at {site.name} contain {data.n_nonfinite} NaN/inf values")
+        acts = np.asarray(data.samples, dtype=np.float64)
+    return acts, np.asarray(probe.labels), contexts

@@ -1,0 +1,269 @@
+"""Paths through a site's activation space, and the boundaries and semantics met along them (C2, C3).
+
+A path is a polyline of K points at one site (linear or spherical interpolation between two
+activations, a ray of scalings c * h, a move h + t v along a feature direction). `walk_polylines`
+runs the rest of the model on it through a `Downstream` (see `polyaudit.analyses.downstream`) and
+returns, for each of the K - 1 steps, the number of downstream boundaries crossed, plus the output
+distribution at every point:
+
+- EXACT (ReLU `nn.Sequential` after the site): each step is a segment, walked piece by piece with
+  `polyaudit.measures.polytopes.walk_segment`; no crossing can be missed.
+- APPROXIMATE (smooth activations, or anything with attention / layer norm downstream): `sub`
+  evenly spaced points per step, then `levels` rounds of bisection of every interval whose codes
+  differ; a step's count is the summed Hamming distance of its final intervals (a unit that flips
+  and flips back inside one final interval is missed), each crossing localised to the midpoint of
+  its final interval.
+
+Semantic change is measured on output distributions (log-probabilities) with `js_bits` /
+`kl_bits` (base 2: JS lies in [0, 1]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from polyaudit.errors import PolyauditError
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+
+
+class Downstream(Protocol):
+    """The rest of a model from a site: codes of the later units and output log-probabilities."""
+
+    exact: bool  # crossings from `segment` are exact (piecewise-linear net after the site)
+    codes_exact: bool  # sign codes are the true unit states (ReLU-like), not a smooth proxy
+    n_units: int
+
+    def outputs(self, points: np.ndarray, ctx: np.ndarray | None,
+                keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(codes bool [m, n_units], log-probabilities float [m', C]) at `points` [m, d]; `ctx`
+        [m] names the input (context) each point is written into; log-probabilities only for the
+        rows where `keep` (bool [m]) is True (all rows when None)."""
+        ...
+
+    def segment(self, p0: np.ndarray, p1: np.ndarray, ctx: int | None) -> np.ndarray:
+        """Sorted crossings t in (0, 1) along p0 -> p1 (exact Downstreams only)."""
+        ...
+
+
+def lerp(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """[T, d]: (1 - t) a + t b."""
+    t = np.asarray(ts, dtype=np.float64)[:, None]
+    return (1.0 - t) * np.asarray(a, dtype=np.float64) + t * np.asarray(b, dtype=np.float64)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """[T, d]: the direction moves along the great circle from a/|a| to b/|b|, the norm linearly
+    from |a| to |b| (ends exactly at a and b). Nearly parallel or antiparallel ends: `lerp`."""
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
+    if na == 0 or nb == 0:
+        return lerp(a64, b64, ts)
+    ua, ub = a64 / na, b64 / nb
+    omega = float(np.arccos(np.clip(ua @ ub, -1.0, 1.0)))
+    if omega < 1e-6 or np.pi - omega < 1e-6:
+        return lerp(a64, b64, ts)
+    t = np.asarray(ts, dtype=np.float64)[:, None]
+    unit = (np.sin((1 - t) * omega) * ua + np.sin(t * omega) * ub) / np.sin(omega)
+    return unit * ((1 - t) * na + t * nb)
+
+
+def js_bits(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence in bits between rows of two log-probability arrays [..., C]."""
+    p, q = np.exp(np.asarray(logp, np.float64)), np.exp(np.asarray(logq, np.float64))
+    m = 0.5 * (p + q)
+    logm = np.log(np.maximum(m, 1e-300))
+    kl_pm = np.sum(p * (np.asarray(logp, np.float64) - logm), axis=-1)
+    kl_qm = np.sum(q * (np.asarray(logq, np.float64) - logm), axis=-1)
+    return np.clip(0.5 * (kl_pm + kl_qm) / np.log(2.0), 0.0, 1.0)
+
+
+def kl_bits(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
+    """KL(p || q) in bits between rows of two log-probability arrays [..., C]."""
+    lp, lq = np.asarray(logp, np.float64), np.asarray(logq, np.float64)
+    return np.maximum(np.sum(np.exp(lp) * (lp - lq), axis=-1) / np.log(2.0), 0.0)
+
+
+@dataclass(frozen=True)
+class PolylineWalk:
+    """Boundaries and outputs along P polylines of K points."""
+
+    counts: np.ndarray  # int [P, K - 1]: downstream crossings on each step
+    logp: np.ndarray  # float32 [P, K, C]: output log-probabilities at each point
+    locations: tuple[np.ndarray, ...]  # per path: crossing positions as step index + fraction
+    exact: bool
+    n_evaluations: int  # single-point forward equivalents spent
+
+
+def _packed(codes: np.ndarray) -> np.ndarray:
+    return np.packbits(np.asarray(codes, dtype=bool), axis=-1)
+
+
+def _popcount_xor(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _POPCOUNT[np.bitwise_xor(a, b)].sum(axis=-1)
+
+
+def walk_polylines(
+    down: Downstream,
+    points: np.ndarray,
+    ctx: np.ndarray | None = None,
+    *,
+    sub: int = 4,
+    levels: int = 2,
+) -> PolylineWalk:
+    """Count boundaries crossed on every step of `points` [P, K, d] (exact or approximate, see the
+    module docstring) and return the outputs at the K points of each path."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 3 or pts.shape[1] < 2:
+        raise PolyauditError(f"paths must be [P, K >= 2, d], got shape {pts.shape}")
+    n_paths, k, d = pts.shape
+    c = None if ctx is None else np.asarray(ctx, dtype=np.int64)
+    if down.exact:
+        return _walk_exact(down, pts, c)
+    if sub < 1 or levels < 0:
+        raise PolyauditError(f"need sub >= 1 and levels >= 0, got sub={sub} levels={levels}")
+    # dense points: fractions j / sub of every step, plus the last point
+    frac = np.arange(sub) / sub
+    steps = pts[:, 1:] - pts[:, :-1]
+    dense = (pts[:, :-1, None, :] + frac[None, None, :, None] * steps[:, :, None, :]).reshape(n_paths, -1, d)
+    dense = np.concatenate([dense, pts[:, -1:]], axis=1)  # [P, (K-1) sub + 1, d]
+    pos = np.concatenate([np.arange(k - 1)[:, None] + frac[None, :], np.full((1, 1), k - 1.0)],
+                         axis=None)
+    n_dense = dense.shape[1]
+    flat_ctx = None if c is None else np.repeat(c, n_dense)
+    coarse = np.tile(np.arange(n_dense) % sub == 0, n_paths)  # outputs are kept at the K points only
+    codes, logp = down.outputs(dense.reshape(-1, d), flat_ctx, coarse)
+    evaluations = n_paths * n_dense
+    packed = _packed(codes).reshape(n_paths, n_dense, -1)
+    logp_coarse = np.asarray(logp, dtype=np.float32).reshape(n_paths, k, -1)
+    # per path: sorted positions and packed codes; refine intervals whose codes differ
+    path_pos = [pos.copy() for _ in range(n_paths)]
+    path_codes = [packed[i] for i in range(n_paths)]
+    for _ in range(levels):
+        jobs: list[tuple[int, np.ndarray]] = []
+        for i in range(n_paths):
+            diff = _popcount_xor(path_codes[i][1:], path_codes[i][:-1]) > 0
+            if diff.any():
+                jobs.append((i, np.flatnonzero(diff)))
+        if not jobs:
+            break
+        mids_pos = [0.5 * (path_pos[i][j] + path_pos[i][j + 1]) for i, j in jobs]
+        mids = np.concatenate([_at(pts[i], m) for (i, _), m in zip(jobs, mids_pos, strict=True)])
+        mid_ctx = None if c is None else np.concatenate(
+            [np.full(len(m), c[i]) for (i, _), m in zip(jobs, mids_pos, strict=True)])
+        mid_codes, _ = down.outputs(mids, mid_ctx, np.zeros(mids.shape[0], dtype=bool))
+        evaluations += mids.shape[0]
+        mid_packed = _packed(mid_codes)
+        start = 0
+        for (i, j), m in zip(jobs, mids_pos, strict=True):
+            new_codes = mid_packed[start:start + len(m)]
+            start += len(m)
+            path_pos[i] = np.insert(path_pos[i], j + 1, m)
+            path_codes[i] = np.insert(path_codes[i], j + 1, new_codes, axis=0)
+    counts = np.zeros((n_paths, k - 1), dtype=np.int64)
+    locations = []
+    for i in range(n_paths):
+        flips = _popcount_xor(path_codes[i][1:], path_codes[i][:-1])
+        mid = 0.5 * (path_pos[i][1:] + path_pos[i][:-1])
+        step = np.minimum(np.floor(path_pos[i][:-1]).astype(np.int64), k - 2)
+        np.add.at(counts[i], step, flips)
+        locations.append(np.repeat(mid, flips))
+    return PolylineWalk(counts, logp_coarse, tuple(locations), False, int(evaluations))
+
+
+def _at(path: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Points of polyline `path` [K, d] at positions (step index + fraction)."""
+    k = path.shape[0]
+    j = np.minimum(np.floor(positions).astype(np.int64), k - 2)
+    f = (positions - j)[:, None]
+    return path[j] + f * (path[j + 1] - path[j])
+
+
+def _collinear(path: np.ndarray) -> np.ndarray | None:
+    """Positions s [K] of the points along the segment path[0] -> path[-1] when the polyline is
+    that segment traversed forward (s increasing from 0 to 1); else None."""
+    d = path[-1] - path[0]
+    dd = float(d @ d)
+    if dd == 0.0:
+        return None
+    s = (path - path[0]) @ d / dd
+    resid = path - path[0] - s[:, None] * d
+    scale = float(np.max(np.abs(path))) or 1.0
+    if np.max(np.abs(resid)) > 1e-9 * scale or not np.all(np.diff(s) > 0):
+        return None
+    return s
+
+
+def _walk_exact(down: Downstream, pts: np.ndarray, ctx: np.ndarray | None) -> PolylineWalk:
+    n_paths, k, d = pts.shape
+    before = int(getattr(down, "segment_evaluations", 0))
+    _, logp = down.outputs(pts.reshape(-1, d), None if ctx is None else np.repeat(ctx, k))
+    counts = np.zeros((n_paths, k - 1), dtype=np.int64)
+    locations = []
+    evaluations = n_paths * k
+    for i in range(n_paths):
+        c_i = None if ctx is None else int(ctx[i])
+        s = _collinear(pts[i])
+        if s is not None:  # one walk over the whole segment, crossings binned into the steps
+            t = down.segment(pts[i, 0], pts[i, -1], c_i)
+            step = np.clip(np.searchsorted(s, t, side="right") - 1, 0, k - 2)
+            counts[i] = np.bincount(step, minlength=k - 1)
+            locations.append(step + (t - s[step]) / (s[step + 1] - s[step]))
+            continue
+        locs = []
+        for j in range(k - 1):
+            t = down.segment(pts[i, j], pts[i, j + 1], c_i)
+            counts[i, j] = t.size
+            locs.append(j + t)
+        locations.append(np.concatenate(locs) if locs else np.zeros(0))
+    evaluations += int(getattr(down, "segment_evaluations", 0)) - before
+    return PolylineWalk(counts, np.asarray(logp, np.float32).reshape(n_paths, k, -1),
+                        tuple(locations), True, int(evaluations))
+
+
+@dataclass(frozen=True)
+class PathSummary:
+    """What C2 and C3 keep of a walk: counts and divergences, not the full output distributions
+    (a language model's vocabulary would make those [P, K, V])."""
+
+    counts: np.ndarray  # int [P, K - 1]
+    js_step: np.ndarray  # float [P, K - 1]: JS (bits) between the outputs at both ends of each step
+    kl_ref: np.ndarray  # float [P, K]: KL(p_ref || p_k) in bits (zeros when no reference is given)
+    top: np.ndarray  # int [P, K]: the most likely output at each point
+    locations: tuple[np.ndarray, ...]
+    exact: bool
+    n_evaluations: int
+
+
+def summarize_paths(
+    down: Downstream,
+    points: np.ndarray,
+    ctx: np.ndarray | None = None,
+    *,
+    sub: int = 4,
+    levels: int = 2,
+    ref: int | None = None,
+    chunk: int = 16,
+) -> PathSummary:
+    """`walk_polylines` over chunks of `chunk` paths, keeping per-step JS, KL to point `ref` and
+    the top output of every point."""
+    pts = np.asarray(points, dtype=np.float64)
+    parts = []
+    for start in range(0, pts.shape[0], chunk):
+        sl = slice(start, start + chunk)
+        w = walk_polylines(down, pts[sl], None if ctx is None else np.asarray(ctx)[sl], sub=sub, levels=levels)
+        kl = (kl_bits(w.logp[:, ref:ref + 1], w.logp) if ref is not None
+              else np.zeros(w.logp.shape[:2]))
+        parts.append((w.counts, js_bits(w.logp[:, 1:], w.logp[:, :-1]), kl, w.logp.argmax(axis=-1),
+                      w.locations, w.exact, w.n_evaluations))
+    if not parts:
+        raise PolyauditError("no paths to walk")
+    return PathSummary(
+        counts=np.concatenate([p[0] for p in parts]), js_step=np.concatenate([p[1] for p in parts]),
+        kl_ref=np.concatenate([p[2] for p in parts]), top=np.concatenate([p[3] for p in parts]),
+        locations=tuple(loc for p in parts for loc in p[4]), exact=bool(parts[0][5]),
+        n_evaluations=int(sum(p[6] for p in parts)),
+    )

@@ -1,0 +1,185 @@
+"""Inference-time unit dropout: score a model on a probe while a random fraction of one site's units
+is zeroed (the measurement side of C5; the statistics are in `polyaudit.analyses.c5`).
+
+Unit dropout at rate q zeroes every element of the site's tensor independently with probability q
+(a fresh mask per input and position, as in training-time dropout) and scales the survivors by
+1 / (1 - q) ("inverted" dropout, exactly what nn.Dropout does in training), so the expected
+activation is unchanged and a model trained with dropout p sees at q = p the perturbation it was
+trained on; at q = 1 every element is zeroed. Masks come from a seeded `torch.Generator`.
+
+Which units: the `unit_site_kind` of the model. For plain networks (`nn.Sequential`) it is `resid`,
+the output of each nonlinearity, where the zoo's training dropout sits; for transformers it is
+`mlp_out`, the MLP block's output, where GPT-2, OPT and BERT apply their training-time
+(resid/hidden) dropout.
+
+Scores, per task (`task_for`):
+- classify (vector probes with labels, logits over the classes): accuracy and cross-entropy per sample;
+- reconstruct (autoencoders: the output has the input's shape): squared error per sample;
+- next_token (causal LMs): mean next-token cross-entropy per sequence;
+- self_token (encoders such as BERT, no masking): mean cross-entropy of each input token per sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from polyaudit.errors import PolyauditError
+from polyaudit.models.base import LoadedModel, Site, SiteKind, Writer
+from polyaudit.probes.base import ProbeSet
+
+TaskKind = Literal["classify", "reconstruct", "next_token", "self_token"]
+VECTOR_BATCH = 512
+
+
+def unit_site_kind(adapter: object) -> SiteKind:
+    """The site whose units unit dropout removes: `mlp_out` where it exists, else `resid`."""
+    kinds = getattr(adapter, "site_kinds", ())
+    return "mlp_out" if "mlp_out" in kinds else "resid"
+
+
+def unit_dropout(q: float, generator: torch.Generator) -> Writer:
+    """A site writer that zeroes each element with probability q and scales the rest by 1/(1-q)."""
+    if not 0.0 <= q <= 1.0:
+        raise PolyauditError(f"unit dropout rate must be in [0, 1], got {q}")
+
+    def write(_site: Site, t: torch.Tensor) -> torch.Tensor:
+        if q == 0.0:
+            return t
+        if q == 1.0:
+            return torch.zeros_like(t)
+        keep = torch.rand(t.shape, generator=generator, dtype=torch.float32) >= q
+        return t * keep.to(device=t.device, dtype=t.dtype) / (1.0 - q)
+
+    return write
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a model's output is scored on a probe. `chance` is the score of a model that ignores its
+    input: accuracy 1/classes, the loss of predicting the mean image, log(vocabulary)."""
+
+    kind: TaskKind
+    higher_is_better: bool  # accuracy: True; losses: False
+    chance: float
+    n_classes: int = 0
+
+    @property
+    def metric(self) -> str:
+        return {"classify": "accuracy", "reconstruct": "mse", "next_token": "next-token loss",
+                "self_token": "token loss"}[self.kind]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-group scores of one run over the probe (groups: inputs, or sequences for token probes)."""
+
+    metric: np.ndarray  # [n_groups] accuracy (0/1) or loss per group
+    loss: np.ndarray  # [n_groups] loss per group (cross-entropy or squared error)
+
+    @property
+    def mean_metric(self) -> float:
+        return float(self.metric.mean())
+
+
+def task_for(loaded: LoadedModel, probe: ProbeSet) -> Task:
+    """Decide how to score the model on the probe (one-line PolyauditError when there is no way)."""
+    adapter = loaded.adapter
+    if probe.kind == "tokens":
+        layout = getattr(adapter, "layout", None)
+        vocab = int(getattr(getattr(loaded.model, "config", None), "vocab_size", 0) or 0)
+        chance = math.log(vocab) if vocab > 1 else float("nan")
+        if layout is not None and getattr(layout, "encoder", False):
+            return Task("self_token", False, chance)
+        return Task("next_token", False, chance)
+    x = probe.inputs[: min(4, probe.inputs.shape[0])]
+    out = adapter.logits(x)
+    labelled = out.dim() == 2 and probe.labels is not None
+    if labelled and probe.label_names is not None and out.shape[1] == len(probe.label_names):
+        return Task("classify", True, 1.0 / out.shape[1], n_classes=int(out.shape[1]))
+    if out.shape[1:] == probe.inputs.shape[1:]:  # an autoencoder
+        flat = probe.inputs.reshape(probe.inputs.shape[0], -1).double()
+        base = float(((flat - flat.mean(0)) ** 2).mean())
+        return Task("reconstruct", False, base)
+    if labelled and out.shape[1] >= int(probe.labels.max()) + 1:  # type: ignore[union-attr]
+        return Task("classify", True, 1.0 / out.shape[1], n_classes=int(out.shape[1]))
+    raise PolyauditError(
+        f"cannot score {loaded.spec} on probe {probe.name}: its output {tuple(out.shape[1:])} is neither "
+        "logits over the probe's labels nor a reconstruction of its inputs"
+    )
+
+
+def _batches(probe: ProbeSet, batch_size: int) -> list[tuple[int, int]]:
+    n = int(probe.inputs.shape[0])
+    size = VECTOR_BATCH if probe.kind == "vectors" else batch_size
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _token_losses(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, shift: bool) -> torch.Tensor:
+    """Mean cross-entropy per sequence over positions whose target is a real token."""
+    logits = logits.float()
+    if shift:
+        logits, ids, keep = logits[:, :-1], ids[:, 1:], (mask[:, :-1] * mask[:, 1:])
+    else:
+        keep = mask
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids, reduction="none")
+    keep = keep.to(ce.dtype)
+    return (ce * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+
+def score(
+    loaded: LoadedModel,
+    probe: ProbeSet,
+    task: Task,
+    *,
+    site: Site | None = None,
+    q: float = 0.0,
+    generator: torch.Generator | None = None,
+    batch_size: int = 8,
+) -> Scores:
+    """Scores over the whole probe, with unit dropout at rate q at `site` (none when site is None)."""
+    adapter = loaded.adapter
+    writer: Writer | None = None
+    if site is not None and q > 0:
+        writer = unit_dropout(q, generator or torch.Generator().manual_seed(0))
+    metric: list[torch.Tensor] = []
+    loss: list[torch.Tensor] = []
+    for lo, hi in _batches(probe, batch_size):
+        x = probe.inputs[lo:hi]
+        mask = None if probe.attention_mask is None else probe.attention_mask[lo:hi]
+        if writer is None:
+            out = adapter.logits(x, mask)
+        else:
+            out = adapter.run_with_replacement(x, mask, site, writer)  # type: ignore[arg-type]
+        out = out.detach().cpu()
+        if task.kind == "classify":
+            y = torch.from_numpy(np.asarray(probe.labels[lo:hi], dtype=np.int64))  # type: ignore[index]
+            metric.append((out.argmax(-1) == y).double())
+            loss.append(torch.nn.functional.cross_entropy(out.float(), y, reduction="none").double())
+        elif task.kind == "reconstruct":
+            err = ((out.double() - x.double()) ** 2).reshape(out.shape[0], -1).mean(1)
+            metric.append(err)
+            loss.append(err)
+        else:
+            m = torch.ones_like(x) if mask is None else mask.to(x.device)
+            ce = _token_losses(out, x, m, shift=task.kind == "next_token").double()
+            metric.append(ce)
+            loss.append(ce)
+    return Scores(metric=torch.cat(metric).numpy(), loss=torch.cat(loss).numpy())
+
+
+def per_sample(values: np.ndarray, probe: ProbeSet) -> np.ndarray:
+    """Per-group values spread to the probe's kept samples (token probes: each sample gets its
+    sequence's value), so they pair with the samples' activations under the same resamples."""
+    if probe.kind == "vectors":
+        return values
+    return values[probe.groups]
+
+
+def torch_generator(rng: np.random.Generator) -> torch.Generator:
+    """A torch.Generator seeded from a numpy Generator (for dropout masks)."""
+    return torch.Generator().manual_seed(int(rng.integers(2**62)))
