@@ -42,17 +42,17 @@ class Auditor:
 
     @property
     def profile(self) -> Profile:
-        return self.runtime.options.profile  # type: ignore[no-any-return]
+        return self.runtime.options.profile
 
     @property
     def seed(self) -> int:
         return int(self.runtime.options.seed)
 
     def rng(self, *keys: object) -> np.random.Generator:
-        return self.runtime.rng(*keys)  # type: ignore[no-any-return]
+        return self.runtime.rng(*keys)
 
     def memo(self, key: Any, compute: Callable[[], T]) -> T:
-        return self.runtime.memo(key, compute)  # type: ignore[no-any-return]
+        return self.runtime.memo(key, compute)
 
     def measure(self, subject: Any, compute: Callable[[], dict[str, Evidence]], probe: str | None = None) -> dict[str, Evidence]:
         """The claim's evidence by site for this model: computed once per run (shared by the
@@ -62,7 +62,7 @@ class Auditor:
             raise RuntimeError("audit.measure needs a @pytest.mark.claim(...) marker on the test")
         claim = marker.args[0]
         version = int(marker.kwargs.get("version", 1))
-        return self.runtime.measure(subject, claim, version, probe if probe is not None else marker.kwargs.get("probe"), compute)  # type: ignore[no-any-return]
+        return self.runtime.measure(subject, claim, version, probe if probe is not None else marker.kwargs.get("probe"), compute)
 
     def conclude(self, evidence: Evidence, subject: Any, probe: str | None = None) -> Verdict:
         """Record the row and set the outcome: PASS returns; FAIL/INCONCLUSIVE/ERROR raise the

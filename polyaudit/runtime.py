@@ -207,7 +207,7 @@ class Runtime:
         """Compute once per run (e.g. a claim's measurement over all its sites)."""
         if key not in self._memo:
             self._memo[key] = compute()
-        return self._memo[key]  # type: ignore[no-any-return]
+        return self._memo[key]
 
     def rng(self, *keys: object) -> np.random.Generator:
         """A generator seeded from --seed and the keys (claim, model, site): same seed, same numbers."""

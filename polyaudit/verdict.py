@@ -118,7 +118,7 @@ def evidence_to_dict(ev: Evidence) -> dict[str, Any]:
     d = {f: getattr(ev, f) for f in Evidence.__dataclass_fields__}
     d["ci"] = list(ev.ci)
     d["details"] = dict(ev.details)
-    return jsonable(d)  # type: ignore[no-any-return]
+    return jsonable(d)
 
 
 def evidence_from_dict(d: Mapping[str, Any]) -> Evidence:

@@ -82,7 +82,7 @@ def build_document(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) ->
     }
     if run.get("baseline") is not None:
         doc["baseline"] = run["baseline"]  # the --baseline this run was compared with (rows: row["baseline"])
-    return jsonable(doc)  # type: ignore[no-any-return]
+    return jsonable(doc)
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:

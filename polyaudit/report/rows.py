@@ -72,7 +72,7 @@ def make_row(
         "details": dict(ev.details),
         "provenance": dict(provenance),
     }
-    return jsonable(row)  # type: ignore[no-any-return]
+    return jsonable(row)
 
 
 def dumps_row(row: Mapping[str, Any]) -> str:

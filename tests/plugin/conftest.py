@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-
 # pytester's in-process runs drop modules first imported inside a run; re-importing a C extension
 # such as torch in the next run crashes the interpreter. Import the heavy stack once, up front.
 import numpy  # noqa: F401
+import pytest
 import scipy.stats  # noqa: F401
 import sklearn.linear_model  # noqa: F401
 import torch  # noqa: F401
