@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from polyaudit.paths import cache_root
+
 MAGIC = b"PAUDACT1"
 FORMAT_VERSION = 2  # 2: optional bit-packed spline codes
 SUFFIX = ".pact"
@@ -71,8 +73,7 @@ class _Corrupt(Exception):
 
 
 def default_root() -> Path:
-    base = os.environ.get("POLYAUDIT_CACHE") or str(Path("~/.cache/polyaudit").expanduser())
-    return Path(base).expanduser() / "activations"
+    return cache_root() / "activations"
 
 
 def entry_key(model_sha256: str, probe_digest: str, site_name: str, *extra: str) -> str:

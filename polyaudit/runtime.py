@@ -4,14 +4,13 @@ captures, and a memo for measurements shared by several tests. Lives in `config.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from polyaudit.paths import cache_root
 from polyaudit.profiles import Profile
 
 if TYPE_CHECKING:
@@ -23,14 +22,6 @@ T = TypeVar("T")
 DEFAULT_MODEL = "zoo:mlp-digits"
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("float32", "float16", "bfloat16", "auto")
-
-
-def cache_root(explicit: str | None = None) -> Path:
-    """`--cache-dir`, else $POLYAUDIT_CACHE, else ~/.cache/polyaudit."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("POLYAUDIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "polyaudit"
 
 
 def stable_int(*keys: object) -> int:

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from polyaudit.errors import PolyauditError
+from polyaudit.paths import cache_root
 
 RECIPE_VERSION = 1  # bump when a recipe changes: old cache entries are then ignored
 TRAIN_CALLS: dict[str, int] = {}  # name -> trainings done by this process (tests check cache hits)
@@ -51,16 +52,6 @@ class ZooEntry:
     doc: str
 
 
-def cache_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """polyaudit's cache root: `explicit` (--cache-dir), else $POLYAUDIT_CACHE, else
-    ~/.cache/polyaudit. The zoo lives in its `zoo/` folder."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("POLYAUDIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "polyaudit"
-
-
-# --- mlp-digits ------------------------------------------------------------------------------
 def digits_split(seed: int, test_fraction: float = 0.25) -> tuple[torch.Tensor, ...]:
     """scikit-learn's digits as float32 (pixels / 16, 64 features): (x_train, y_train, x_test,
     y_test), split by a permutation seeded by `seed`."""
