@@ -67,9 +67,14 @@ def _baseline_lines(doc: Mapping[str, Any]) -> list[str]:
     return [line] + ([f"- not in this run: {', '.join(f'`{k}`' for k in missing)}"] if missing else [])
 
 
+def _short_rev(rev: str) -> str:
+    """A 40-hex commit hash shortened to 12 characters; any other revision name kept whole."""
+    return rev[:12] if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) else rev
+
+
 def render_markdown(doc: Mapping[str, Any]) -> str:
     models = ", ".join(
-        f"`{m.get('spec')}`" + (f" @ `{str(m['revision'])[:12]}`" if m.get("revision") else "")
+        f"`{m.get('spec')}`" + (f" @ `{_short_rev(str(m['revision']))}`" if m.get("revision") else "")
         + (f" (sha256 `{str(m.get('sha256'))[:12]}`)" if m.get("sha256") else "")
         for m in doc.get("models", [])
     )
