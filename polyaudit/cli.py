@@ -64,7 +64,42 @@ def _build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a report against the schema and its integrity checksum")
     v.add_argument("run", metavar="RUN.json")
+
+    ca = sub.add_parser("cache", help="show or clear polyaudit's caches (activations, results, zoo)")
+    ca.add_argument("action", choices=["info", "clear"])
+    ca.add_argument("--cache-dir", metavar="DIR", help="cache root (default $POLYAUDIT_CACHE or ~/.cache/polyaudit)")
+    ca.add_argument("--only", choices=CACHE_PARTS, action="append",
+                    help="limit to one part (repeatable; default: all of them)")
     return p
+
+
+CACHE_PARTS = ("activations", "results", "zoo")
+
+
+def _folder_size(path: Path) -> tuple[int, int]:
+    files = [f for f in path.rglob("*") if f.is_file()]
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Only polyaudit's own sub-folders of the root are touched, never the root itself."""
+    import shutil
+
+    from polyaudit.paths import cache_root
+
+    root = cache_root(args.cache_dir)
+    for part in args.only or CACHE_PARTS:
+        folder = root / part
+        if not folder.is_dir():
+            print(f"{folder}: empty")
+            continue
+        n, size = _folder_size(folder)
+        if args.action == "clear":
+            shutil.rmtree(folder)
+            print(f"{folder}: removed {n} files ({size / 2**20:.1f} MiB)")
+        else:
+            print(f"{folder}: {n} files, {size / 2**20:.1f} MiB")
+    return EXIT_OK
 
 
 def _console() -> Any:
@@ -221,7 +256,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    handler = {"report": cmd_report, "compare": cmd_compare, "list": cmd_list, "validate": cmd_validate}[args.command]
+    handler = {"report": cmd_report, "compare": cmd_compare, "list": cmd_list, "validate": cmd_validate,
+               "cache": cmd_cache}[args.command]
     try:
         return handler(args)
     except PolyauditError as e:

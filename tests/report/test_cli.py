@@ -126,3 +126,21 @@ def test_the_command_runs_as_a_program_without_torch(files: dict[str, Path]) -> 
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == EXIT_REGRESSED, proc.stderr
     assert "REGRESSED" in proc.stdout
+
+
+def test_cache_info_and_clear_touch_only_polyaudit_folders(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "cache"
+    for part in ("activations", "results", "zoo"):
+        (root / part / "ab").mkdir(parents=True)
+        (root / part / "ab" / "entry.bin").write_bytes(b"x" * 1024)
+    keep = root / "not-ours.txt"
+    keep.write_text("user file")
+    assert main(["cache", "info", "--cache-dir", str(root)]) == 0
+    assert "1 files" in capsys.readouterr().out
+    assert main(["cache", "clear", "--cache-dir", str(root), "--only", "results"]) == 0
+    assert not (root / "results").exists() and (root / "zoo").exists()
+    assert main(["cache", "clear", "--cache-dir", str(root)]) == 0
+    assert not any((root / p).exists() for p in ("activations", "results", "zoo"))
+    assert keep.read_text() == "user file"
+    assert "empty" in capsys.readouterr().out
