@@ -27,6 +27,7 @@ PolyauditCacheWarning line, deleted, and recomputed by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -34,12 +35,14 @@ import os
 import struct
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
 
+from polyaudit.cache_limit import touch
 from polyaudit.paths import cache_root
 
 MAGIC = b"PAUDACT1"
@@ -201,6 +204,21 @@ class ActivationCache:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}{SUFFIX}"
 
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an inter-process lock named `key` (no lock where the cache cannot be written)."""
+        lock = FileLock(str(self.root / "locks" / f"{key}.lock"))
+        try:
+            (self.root / "locks").mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
+
     def load(self, key: str) -> Lookup:
         """The entry under `key`; a missing entry is a plain miss, a bad one warns once and is removed."""
         p = self.path(key)
@@ -209,7 +227,7 @@ class ActivationCache:
         except FileNotFoundError:
             return Lookup(None)
         try:
-            return Lookup(decode(key, blob))
+            found = Lookup(decode(key, blob))
         except _Corrupt as e:
             warnings.warn(
                 f"polyaudit: corrupt activation cache entry {p} ({e}); recomputing it",
@@ -218,6 +236,8 @@ class ActivationCache:
             )
             p.unlink(missing_ok=True)
             return Lookup(None, corrupt=True)
+        touch(p)  # last used now: the size cap (--cache-max-gb) evicts least recently used first
+        return found
 
     def store(
         self,

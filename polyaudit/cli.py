@@ -6,6 +6,7 @@ It reads reports; it never loads or runs a model.
     polyaudit compare BASE.json NEW.json                     # diff table; exit status like the gate
     polyaudit list                                           # claims, versions and what they need
     polyaudit validate RUN.json                              # schema + integrity check
+    polyaudit cache info|clear|prune [--max-gb GB]           # the caches: sizes, remove, cap (LRU)
 
 Exit status: 0 fine, 1 a row regressed against the baseline (compare, or report --baseline),
 4 the input was refused (unreadable, tampered, truncated, not a report, other probe or claim
@@ -65,8 +66,10 @@ def _build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a report against the schema and its integrity checksum")
     v.add_argument("run", metavar="RUN.json")
 
-    ca = sub.add_parser("cache", help="show or clear polyaudit's caches (activations, results, zoo)")
-    ca.add_argument("action", choices=["info", "clear"])
+    ca = sub.add_parser("cache", help="show, clear or prune polyaudit's caches (activations, results, zoo)")
+    ca.add_argument("action", choices=["info", "clear", "prune"],
+                    help="prune: evict least recently used entries until the caches fit --max-gb")
+    ca.add_argument("--max-gb", metavar="GB", help="the cap for prune (default $POLYAUDIT_CACHE_MAX_GB)")
     ca.add_argument("--cache-dir", metavar="DIR", help="cache root (default $POLYAUDIT_CACHE or ~/.cache/polyaudit)")
     ca.add_argument("--only", choices=CACHE_PARTS, action="append",
                     help="limit to one part (repeatable; default: all of them)")
@@ -88,6 +91,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from polyaudit.paths import cache_root
 
     root = cache_root(args.cache_dir)
+    if args.action == "prune":
+        return _cache_prune(root, args.max_gb)
     for part in args.only or CACHE_PARTS:
         folder = root / part
         if not folder.is_dir():
@@ -99,6 +104,20 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"{folder}: removed {n} files ({size / 2**20:.1f} MiB)")
         else:
             print(f"{folder}: {n} files, {size / 2**20:.1f} MiB")
+    return EXIT_OK
+
+
+def _cache_prune(root: Path, max_gb: str | None) -> int:
+    import os
+
+    from polyaudit.cache_limit import ENV_MAX_GB, GB, parse_max_gb, prune, size_text
+
+    if max_gb is None and not os.environ.get(ENV_MAX_GB, "").strip():
+        raise PolyauditError(f"cache prune needs a cap: pass --max-gb GB or set ${ENV_MAX_GB}")
+    cap = parse_max_gb(max_gb) if max_gb is not None else parse_max_gb(os.environ[ENV_MAX_GB], f"${ENV_MAX_GB}")
+    result = prune(root, cap * GB)
+    print(f"{root}: removed {result.removed} least recently used entries ({size_text(result.freed)}); "
+          f"{size_text(result.remaining)} left, cap {cap:g} GB")
     return EXIT_OK
 
 

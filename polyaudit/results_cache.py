@@ -5,6 +5,7 @@ a corrupt entry is reported in one line and recomputed."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -13,6 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
+from polyaudit.cache_limit import touch
 from polyaudit.report.io import atomic_write_text
 from polyaudit.verdict import Evidence, evidence_from_dict, evidence_to_dict
 
@@ -35,23 +39,50 @@ def _checksum(payload: Mapping[str, Any]) -> str:
 def load_or_compute(
     root: Path | None, key: str, compute: Callable[[], dict[str, Evidence]]
 ) -> tuple[dict[str, Evidence], bool]:
-    """(evidence by site, served_from_cache)."""
-    path = None if root is None else root / f"{key}.json"
-    if path is not None and path.exists():
+    """(evidence by site, served_from_cache). Computed under a file lock on the entry, so
+    parallel workers (pytest-xdist) that need the same measurement compute it once: the others
+    wait and read what the first one wrote."""
+    if root is None:
+        return compute(), False
+    path = root / f"{key}.json"
+    found = _load(path)
+    if found is not None:
+        return found, True
+    lock = FileLock(str(path) + ".lock")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError:  # a read-only cache: measure without it
+        return compute(), False
+    try:
+        found = _load(path)  # another worker may have written it while this one waited
+        if found is not None:
+            return found, True
+        evidence = compute()
+        payload = {site: evidence_to_dict(ev) for site, ev in evidence.items()}
+        with contextlib.suppress(OSError):  # a full or read-only disk costs the cache, not the result
+            atomic_write_text(path, json.dumps({"sha256": _checksum(payload), "payload": payload}, sort_keys=True))
+    finally:
+        lock.release()
+    return evidence, False
+
+
+def _load(path: Path) -> dict[str, Evidence] | None:
+    """The entry at `path`, or None when missing; a corrupt entry warns once and reads as missing."""
+    if path.exists():
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
             payload = doc["payload"]
             if doc.get("sha256") != _checksum(payload):
                 raise ValueError("checksum mismatch")
-            return {site: evidence_from_dict(ev) for site, ev in payload.items()}, True
+            evidence = {site: evidence_from_dict(ev) for site, ev in payload.items()}
+            touch(path)  # last used now, for the size cap's least-recently-used eviction
+            return evidence
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.warn(f"polyaudit: results cache entry {path.name} is corrupt ({e}); recomputing",
-                          CacheWarning, stacklevel=2)
-    evidence = compute()
-    if path is not None:
-        payload = {site: evidence_to_dict(ev) for site, ev in evidence.items()}
-        atomic_write_text(path, json.dumps({"sha256": _checksum(payload), "payload": payload}, sort_keys=True))
-    return evidence, False
+                          CacheWarning, stacklevel=3)
+            path.unlink(missing_ok=True)
+    return None
 
 
 def profile_fields(profile: Any) -> dict[str, Any]:

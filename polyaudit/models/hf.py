@@ -245,7 +245,8 @@ def _config_error(
 ) -> PolyauditError:
     if isinstance(e, ValueError) and "trust_remote_code" in str(e):
         return PolyauditError(
-            f"model {target!r} needs its own code from the hub; pass --trust-remote-code only if you trust it"
+            f"model {target!r} needs to run its own Python code (auto_map in its config), which polyaudit "
+            "never runs unless asked: pass --trust-remote-code only if you trust its author"
         )
     if local or not isinstance(e, OSError):
         return PolyauditError(
@@ -313,6 +314,14 @@ def _commit_hash(target: str, revision: str | None, cache_dir: str | None) -> st
     return m.group(1) if m else revision
 
 
+def _snapshot_folder(target: str, revision: str | None, cache_dir: str | None) -> str | None:
+    """The local snapshot folder of a hub id already in the cache (None when it is not)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(target, "config.json", cache_dir=cache_dir, revision=revision)
+    return os.path.dirname(path) if isinstance(path, str) else None
+
+
 def max_positions(config: Any) -> int | None:
     for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len"):
         value = getattr(config, attr, None)
@@ -354,7 +363,13 @@ def load_hf(
         torch_dtype: Any = "auto" if dtype in (None, "auto") else DTYPES[dtype]
         device_map: Any = None
         if device == "auto" and torch.cuda.is_available():
-            device_map = "auto"
+            device_map = "auto"  # accelerate spreads the weights over the GPUs and the host
+        else:
+            folder = target if local else _snapshot_folder(target, revision, cache_dir)
+            if folder is not None:
+                from polyaudit.memory import check_load_fits
+
+                check_load_fits(target, folder, DTYPES.get(dtype or "auto"), device)
         model: nn.Module | None = None
         missing: list[str] = []
         for cls in _auto_classes(config):

@@ -41,6 +41,48 @@ def check_dtype(dtype: str | None) -> None:
         raise PolyauditError(f"unknown dtype {dtype!r}: use {', '.join(DTYPE_NAMES)}")
 
 
+def _smoke_ops(dtype: torch.dtype, device: torch.device) -> list[tuple[str, Any]]:
+    """The kernels every family's forward uses, on tiny tensors of `dtype` on `device`."""
+    import torch.nn.functional as F
+
+    x = torch.linspace(-1.0, 1.0, 32, device=device).reshape(4, 8).to(dtype)
+    w = torch.ones(6, 8, device=device, dtype=dtype)
+    return [
+        ("matmul (linear)", lambda: F.linear(x, w)),
+        ("relu", lambda: F.relu(x)),
+        ("gelu", lambda: F.gelu(x)),
+        ("silu", lambda: F.silu(x)),
+        ("layer_norm", lambda: F.layer_norm(x, (8,))),
+        ("softmax", lambda: F.softmax(x, dim=-1)),
+        ("embedding", lambda: F.embedding(torch.tensor([0, 3], device=device), w)),
+    ]
+
+
+def check_dtype_supported(dtype: torch.dtype, device: torch.device) -> None:
+    """One line when this torch build cannot run the model's dtype on its device (e.g. a torch
+    without half-precision CPU kernels, or bfloat16 on a GPU without it), found by running the
+    kernels every forward needs on tiny tensors before any real work starts."""
+    if dtype == torch.float32:
+        return
+    name = str(dtype).replace("torch.", "")
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(
+        including_emulation=False
+    ):
+        raise PolyauditError(
+            f"dtype bfloat16 is not supported on {device} ({torch.cuda.get_device_name(device)}): "
+            "use --dtype float16 or float32"
+        )
+    for op, run in _smoke_ops(dtype, device):
+        try:
+            run()
+        except (RuntimeError, NotImplementedError) as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise PolyauditError(
+                f"dtype {name} is not supported on {device.type} by torch {torch.__version__} "
+                f"({op}: {why}): use --dtype float32, or a device that supports {name}"
+            ) from None
+
+
 def _place(model: nn.Module, device: str, dtype: str | None) -> nn.Module:
     """Move a zoo or factory model to the device and dtype ("auto"/None keep its dtype)."""
     if dtype in DTYPES:
@@ -113,15 +155,14 @@ def load_model(
             meta={"kind": parsed.kind, **info},
         )
     elif parsed.kind == "zoo":
-        from polyaudit.models.sequential import SequentialAdapter
-        from polyaudit.models.zoo import load_zoo
+        from polyaudit.models.zoo import REGISTRY, load_zoo, zoo_adapter
 
         net, info = load_zoo(parsed.target, parsed.params, cache_dir=cache_dir, progress=progress)
         net = _place(net, device, dtype)
         loaded = LoadedModel(
             spec=spec,
             model=net,
-            adapter=SequentialAdapter(net),
+            adapter=zoo_adapter(REGISTRY[parsed.target], net, info["params"]),
             default_probe=info["default_probe"],
             revision=f"zoo-recipe-v{info['recipe_version']}",
             meta={"kind": "zoo", **info},
@@ -130,7 +171,7 @@ def load_model(
         from polyaudit.models.factory import load_factory
         from polyaudit.models.hf import max_positions
 
-        net, adapter, probe = load_factory(parsed.target)
+        net, adapter, probe = load_factory(parsed.target, parsed.params)
         net = _place(net, device, dtype)
         tokens = adapter.input_kind == "tokens"
         loaded = LoadedModel(
@@ -143,5 +184,6 @@ def load_model(
             max_positions=max_positions(getattr(net, "config", None)) if tokens else None,
             meta={"kind": "factory"},
         )
+    check_dtype_supported(loaded.adapter.dtype, loaded.adapter.device)
     loaded.sha256 = model_sha256(loaded.model)
     return loaded

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,36 @@ def validate(doc: Any, label: str = "report") -> None:
                              "regenerate it with polyaudit")
 
 
+class _BadNumber(ValueError):
+    """A JSON number a report never holds: NaN, +-Infinity, a float beyond float64, a 300-digit int."""
+
+
+_MAX_INT_DIGITS = 300  # float(int) overflows past ~1e308; a report's integers are seeds and counts
+
+
+def _no_constant(name: str) -> Any:
+    raise _BadNumber(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(text if len(text) <= 24 else text[:20] + "...")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _BadNumber(f"{text[:12]}... ({len(text.lstrip('-'))} digits)")
+    return int(text)
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON as polyaudit writes it: no NaN / Infinity literals, no number that overflows a
+    float64 (json would read 1e999 as inf), no integer too long to convert."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
+
+
 def load_report(path: str | Path, *, what: str = "report", require_integrity: bool = False) -> dict[str, Any]:
     """Read, parse, validate and integrity-check a JSON report. Every problem is one line that says
     what to do: unreadable, not JSON (e.g. truncated), not a report, edited after it was written."""
@@ -83,10 +114,15 @@ def load_report(path: str | Path, *, what: str = "report", require_integrity: bo
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise PolyauditError(f"{label} cannot be read ({reason}): {advice}") from None
     try:
-        doc = json.loads(text)
+        doc = parse_json(text)
     except json.JSONDecodeError as e:
         raise PolyauditError(f"{label} is not valid JSON, truncated or corrupt ({e.msg} at line {e.lineno} "
                              f"column {e.colno}): {advice}") from None
+    except _BadNumber as e:
+        raise PolyauditError(f"{label} holds the number {e}, which no polyaudit report holds (NaN, infinite "
+                             f"or out of range): {advice}") from None
+    except RecursionError:
+        raise PolyauditError(f"{label} is nested too deeply to be a polyaudit report: {advice}") from None
     if not isinstance(doc, dict) or doc.get("schema") != "polyaudit.report/1":
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise PolyauditError(f"{label} is not a polyaudit report (schema {found!r}, expected "

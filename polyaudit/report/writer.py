@@ -26,6 +26,7 @@ def run_info(config: Any, recorder: Any) -> dict[str, Any]:
         "models": list(opts.models),
         "seed": opts.seed,
         "profile": opts.profile.name,
+        "correction": opts.correction,
         "device": opts.device,
         "dtype": opts.dtype or "checkpoint",
         "versions": versions(),
@@ -101,12 +102,17 @@ def write_reports(config: Any, recorder: Any) -> None:
             targets.append((f"{stem}.md", render_markdown(doc)))
             targets.append((f"{stem}.html", functools.partial(_html, doc)))
     targets.sort(key=lambda t: callable(t[1]))
+    failed: dict[str, str] = {}  # path -> reason: reported in one line, not one per file
     for path, content in targets:
         text = content() if callable(content) else content
         try:
             recorder.written.append(str(atomic_write_text(path, text)))
         except OSError as e:
-            recorder.problems.append(f"nothing written to {path}: {e.strerror or e}")
+            failed[str(path)] = str(e.strerror or e)
+    if failed:
+        reasons = "; ".join(dict.fromkeys(failed.values()))
+        recorder.problems.append(f"nothing written to {', '.join(failed)} ({reasons}): the verdicts above are "
+                                 "this run's only record; pass a writable --report-dir / --json path")
 
 
 def terminal_text(config: Any, recorder: Any) -> str:
