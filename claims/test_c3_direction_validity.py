@@ -5,8 +5,10 @@ Black, Sharkey et al. 2022, "Interpreting Neural Networks through the Polytope L
 output changes further down, and the change goes with the polytope boundaries crossed downstream.
 At one site (the residual stream after the first block; the first hidden layer of an MLP) h is
 replaced by c h over a log-spaced grid of scales, and moved along a class-mean direction h + t v.
-Effect: mean per-input Spearman(boundaries crossed since the reference, KL to the reference output)
-over the grid, bootstrap CI over inputs; validity radii in details. Holm across the two rows.
+Effect (version 2): per grid step, boundaries crossed vs JS divergence; mean Spearman of each input's
+own pair minus the mean against other inputs' crossings (which share the grid's geometry but not the
+input's boundaries), permutation p over the pairing, bootstrap CI over inputs; validity radii in
+details. Holm across the two rows.
 """
 
 import numpy as np
@@ -36,7 +38,7 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
         down, acts, labels, site=name, rng=audit.rng(c3.CLAIM, name),
         settings=c3.settings_for(audit.profile.name), n_boot=audit.profile.n_boot,
         ctx=np.arange(len(labels)), notes=f"probe {subject.probe(spec).name}")
-    return adjust_evidence(rows)
+    return adjust_evidence(rows, method=audit.correction)
 
 
 @pytest.mark.claim(c3.CLAIM, version=c3.VERSION, name="direction-validity", sites=("mlp_pre", "resid"),

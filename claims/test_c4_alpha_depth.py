@@ -28,7 +28,7 @@ def measure(subject, audit) -> dict[str, Evidence]:
         evidence[site] = c4.alpha_depth(layers, site=site, n_boot=audit.profile.n_boot,
                                         rng=audit.rng(c4.CLAIM, subject.spec, site),
                                         rank_bound=subject.adapter.rank_bound(layers[0].site))
-    return adjust_evidence(evidence)
+    return adjust_evidence(evidence, method=audit.correction)
 
 
 @pytest.mark.claim(c4.CLAIM, version=c4.VERSION, name="alpha-depth", sites=SITES,

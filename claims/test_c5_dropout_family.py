@@ -23,7 +23,8 @@ def measure(family, audit) -> dict[str, Evidence]:
                               rng=audit.rng(c5.CLAIM, family.spec, "unit-dropout"),
                               batch_size=audit.profile.batch_size)
     return c5.family_evidence(measured, n_boot=audit.profile.n_boot, n_perm=audit.profile.n_perm,
-                              rng=audit.rng(c5.CLAIM, family.spec, "bootstrap"))
+                              rng=audit.rng(c5.CLAIM, family.spec, "bootstrap"),
+                              correction=audit.correction)
 
 
 def row(family, site, stat, statistic, audit) -> Evidence:

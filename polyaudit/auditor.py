@@ -48,6 +48,11 @@ class Auditor:
     def seed(self) -> int:
         return int(self.runtime.options.seed)
 
+    @property
+    def correction(self) -> str:
+        """Multiple-comparison adjustment across a claim's rows: "holm" (default) or "bh"."""
+        return str(getattr(self.runtime.options, "correction", "holm"))
+
     def rng(self, *keys: object) -> np.random.Generator:
         return self.runtime.rng(*keys)
 
@@ -94,7 +99,9 @@ def error_row(item: pytest.Item, runtime: Any, message: str) -> dict[str, Any] |
     if marker is None or callspec is None or "subject" not in callspec.params:
         return None
     subject = runtime.subject(callspec.params["subject"])
-    site = str(callspec.params.get("site", "-"))
+    # rows of one claim differ by site, or by their other parameters (C2's path, C1's layer/baseline)
+    others = [str(v) for k, v in callspec.params.items() if k != "subject"]
+    site = str(callspec.params["site"]) if "site" in callspec.params else ("/".join(others) or "-")
     claim = marker.args[0] if marker.args else marker.kwargs.get("id", "?")
     version = int(marker.args[1] if len(marker.args) > 1 else marker.kwargs.get("version", 1))
     ev = Evidence.failed(claim, version, site, marker.kwargs.get("statistic", "-"), message)

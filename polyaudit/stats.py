@@ -255,6 +255,9 @@ def benjamini_hochberg(pvals: Array) -> np.ndarray:
     return out
 
 
+CORRECTIONS: tuple[str, ...] = ("holm", "bh")  # the values of --correction (holm is the default)
+
+
 def adjust(pvals: Array, method: str = "holm") -> np.ndarray:
     """Adjusted p-values: method "holm" (family-wise error) or "bh" (false discovery rate)."""
     if method == "holm":

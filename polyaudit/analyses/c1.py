@@ -12,13 +12,19 @@ directions. At one layer's `mlp_pre`, the same samples are cut into K clusters f
                unit's on/off balance (control: do the network's own orientations matter?)
 
 Monosemanticity is H(label | cluster) in bits (lower is purer); AMI is reported too. One row per
-baseline: effect = H(baseline) - H(polytope) (predicted positive). CI: bootstrap over samples (whole
-sequences for text) with the clusterings held fixed; the percentile interval of the replicates
-re-centred on the estimate (plug-in entropies shrink under resampling, and this bootstrap bias would
-otherwise shift the interval away from the estimate).
-p: two-sided permutation null, labels shuffled (at least N_PERM_MIN times), the same clusterings
-(two-sided, so that a clear effect of the wrong sign can FAIL). A partition whose largest cluster holds more than half the samples is degenerate:
-its rows are ERROR, never a verdict.
+baseline: effect = H(baseline) - H(polytope) (predicted positive), averaged over N_RESTARTS
+independent restarts of every clustering (each restart its own k-means starts and random
+hyperplanes, from its own child generator): the clusterings are random, and the seed moves them.
+CI: bootstrap that resamples the samples (whole sequences for text) AND the restarts (R drawn with
+replacement per replicate), so the interval carries the clustering randomness as well as the
+sampling; the percentile interval of the replicates re-centred on the estimate (plug-in entropies
+shrink under resampling, and this bootstrap bias would otherwise shift the interval away from the
+estimate).
+p: two-sided permutation null, labels shuffled (at least N_PERM_MIN times, the same shuffles in
+every restart), the restart-averaged effect against the restart-averaged null (two-sided, so that
+a clear effect of the wrong sign can FAIL). Version 1 held one clustering per method fixed: its CI
+was narrower than the effect's movement across seeds. A partition whose largest cluster holds more than half the samples is degenerate:
+its rows are ERROR, never a verdict (a partition degenerate in any restart counts).
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ import numpy as np
 from polyaudit.verdict import Evidence
 
 CLAIM = "C1"
-VERSION = 1
+VERSION = 2
 STATISTIC = "H(label|baseline) - H(label|polytope) [bits]"
 BASELINES: tuple[str, ...] = ("direction", "neuron", "random")
 METHODS: tuple[str, ...] = ("polytope", *BASELINES)
 MIN_SAMPLES = 100
 MIN_PER_CLUSTER = 20  # K is capped so that clusters average at least this many samples
 N_PERM_MIN = 1000  # label shuffles are cheap; 1/1001, the smallest p, survives Holm over 9 rows
+N_RESTARTS = 4  # independent clusterings per method; the CI resamples them
 
 
 def choose_k(n: int, n_labels: int) -> int:
@@ -46,8 +53,11 @@ def choose_k(n: int, n_labels: int) -> int:
 
 
 def partitions(acts: np.ndarray, codes: np.ndarray, k: int, rng: np.random.Generator,
-               methods: Sequence[str] = METHODS) -> dict[str, np.ndarray]:
-    """Cluster ids [n] of each method (one child generator per method, in a fixed order)."""
+               methods: Sequence[str] = METHODS, errors: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Cluster ids [n] of each method (one child generator per method, in a fixed order). With
+    `errors`, a baseline that cannot be built (e.g. fewer units than K for `neuron`, as in a CNN
+    layer with few channels) is left out and its reason stored there; else it raises."""
+    from polyaudit.errors import PolyauditError
     from polyaudit.measures import clustering as cl
 
     seeds = rng.spawn(len(METHODS))
@@ -57,13 +67,19 @@ def partitions(acts: np.ndarray, codes: np.ndarray, k: int, rng: np.random.Gener
             continue
         if method == "polytope":
             out[method] = cl.polytope_clusters(codes, k, g)
-        elif method == "direction":
-            out[method] = cl.direction_clusters(acts, k, g)
-        elif method == "neuron":
-            out[method] = cl.neuron_clusters(acts, k)
-        else:
-            planes = cl.random_hyperplane_codes(acts, codes.mean(axis=0), g)
-            out[method] = cl.polytope_clusters(planes, k, g)
+            continue
+        try:
+            if method == "direction":
+                out[method] = cl.direction_clusters(acts, k, g)
+            elif method == "neuron":
+                out[method] = cl.neuron_clusters(acts, k)
+            else:
+                planes = cl.random_hyperplane_codes(acts, codes.mean(axis=0), g)
+                out[method] = cl.polytope_clusters(planes, k, g)
+        except PolyauditError as e:
+            if errors is None:
+                raise
+            errors[method] = str(e)
     return out
 
 
@@ -81,6 +97,7 @@ def monosemanticity(
     notes: str = "",
     extra_labels: dict[str, np.ndarray] | None = None,
     layer: int | None = None,
+    restarts: int = N_RESTARTS,
 ) -> dict[str, Evidence]:
     """Rows keyed by baseline for one layer: `acts` [n, d] pre-activations, `labels` [n].
 
@@ -123,22 +140,30 @@ def monosemanticity(
         return failed("every sample has the same label: purity is undefined")
     k = k or choose_k(n, n_labels)
     c = spline_codes(x) if codes is None else np.asarray(codes, dtype=bool)
-    clusters = partitions(x, c, k, rng)
-    sizes = {m: cluster_sizes(ids, k) for m, ids in clusters.items()}
-    h = {m: conditional_entropy(ids, y) for m, ids in clusters.items()}
-    ami = {m: adjusted_mutual_information(ids, y) for m, ids in clusters.items()}
+    broken: dict[str, str] = {}
+    restarts = max(int(restarts), 1)
+    runs = [partitions(x, c, k, gr, errors=broken) for gr in rng.spawn(restarts)]
+    clusters = runs[0]  # the first restart: sizes in the table, extra labels (details only)
+    all_sizes = {m: [cluster_sizes(run[m], k) for run in runs] for m in clusters}
+    sizes = {m: max(s, key=lambda z: z.largest_fraction) for m, s in all_sizes.items()}  # the worst restart
+    h_runs = {m: np.array([conditional_entropy(run[m], y) for run in runs]) for m in clusters}
+    h = {m: float(v.mean()) for m, v in h_runs.items()}
+    ami = {m: float(np.mean([adjusted_mutual_information(run[m], y) for run in runs])) for m in clusters}
     g = None if groups is None or np.unique(groups).size == n else np.asarray(groups)
     weights = resample_weights(bootstrap_resamples(n, n_boot, rng, groups=g), n)
     n_perm = max(n_perm, N_PERM_MIN)
     perms = rng.permuted(np.tile(np.arange(n), (n_perm, 1)), axis=1)
-    boot = {m: weighted_entropies(ids, y, weights) for m, ids in clusters.items()}
-    null = {m: permuted_entropies(ids, y, perms) for m, ids in clusters.items()}
-    table = {m: {"H": h[m], "ami": ami[m], "sizes": sizes[m].summary()} for m in METHODS}
+    pick = rng.integers(0, restarts, size=(weights.shape[0], restarts))  # restarts drawn per replicate
+    # [restarts, B] and [restarts, n_perm] per method
+    boot = {m: np.stack([weighted_entropies(run[m], y, weights) for run in runs]) for m in clusters}
+    null = {m: np.stack([permuted_entropies(run[m], y, perms) for run in runs]) for m in clusters}
+    table = {m: {"H": h[m], "H_per_restart": h_runs[m].tolist(), "ami": ami[m], "sizes": sizes[m].summary()}
+             for m in METHODS if m in clusters}
     common: dict[str, Any] = {
         "k": k, "n": n, "n_labels": n_labels, "H_label": label_entropy(y), "methods": table,
         "n_codes_distinct": int(np.unique(np.packbits(c, axis=1), axis=0).shape[0]),
         "d": int(x.shape[1]), "n_boot": n_boot, "n_perm": n_perm, "max_fraction": MAX_FRACTION,
-        "layer": layer,
+        "layer": layer, "restarts": restarts,
     }
     if extra_labels:
         common["extra_labels"] = {
@@ -147,6 +172,10 @@ def monosemanticity(
     rows: dict[str, Evidence] = {}
     for b in BASELINES:
         row_site = f"{site}/{b}"
+        if b in broken:
+            rows[b] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC, f"{b} baseline: {broken[b]}",
+                                      n=n, details=common)
+            continue
         bad = [m for m in ("polytope", b) if sizes[m].degenerate()]
         if bad:
             rows[b] = Evidence.failed(
@@ -156,17 +185,19 @@ def monosemanticity(
                 n=n, details=common)
             continue
         effect = h[b] - h["polytope"]
-        reps = boot[b] - boot["polytope"]
+        diff = boot[b] - boot["polytope"]  # [restarts, B]
+        reps = np.take_along_axis(diff, pick.T, axis=0).mean(axis=0)  # samples and restarts resampled
         centred = recentred(reps, effect)
         lo, hi = percentile_ci(centred)
-        p = permutation_p_value(effect, null[b] - null["polytope"], alternative="two-sided")
+        p = permutation_p_value(effect, (null[b] - null["polytope"]).mean(axis=0), alternative="two-sided")
         rows[b] = Evidence(
             claim=CLAIM, claim_version=VERSION, site=row_site, statistic=STATISTIC,
             effect=float(effect), ci=(float(lo), float(hi)), p=float(p), n=n, predicted="positive",
-            notes=(f"{notes}; " if notes else "") + f"K={k}, H polytope {h['polytope']:.2f} vs "
+            notes=(f"{notes}; " if notes else "") + f"K={k}, mean of {restarts} restarts, H polytope {h['polytope']:.2f} vs "
                   f"{b} {h[b]:.2f} bits (H(label) {common['H_label']:.2f}); AMI "
                   f"{ami['polytope']:.2f} vs {ami[b]:.2f}",
             details={**common, "baseline": b, "effect_ami": ami["polytope"] - ami[b],
+                     "effect_per_restart": (h_runs[b] - h_runs["polytope"]).tolist(),
                      "p_bootstrap": float(bootstrap_p_value(centred)), "boot_effect": encode_array(centred)},
         )
     return rows
@@ -222,6 +253,8 @@ def _score_extra(clusters: dict[str, np.ndarray], labels: np.ndarray, weights: n
     out: dict[str, Any] = {"n_labels": int(np.unique(labels).size), "H": h,
                            "ami": {m: adjusted_mutual_information(ids, labels) for m, ids in clusters.items()}}
     for b in BASELINES:
+        if b not in clusters:
+            continue
         effect = h[b] - h["polytope"]
         lo, hi = percentile_ci(recentred(boot[b] - boot["polytope"], effect))
         out[f"effect_{b}"] = {"effect": effect, "ci": [float(lo), float(hi)]}

@@ -11,12 +11,24 @@ reference). Both grids reach out on two sides of the reference, so the two sides
   boundaries crossed  downstream crossings between the reference and the point along the ray
                       (exact for ReLU nets, see `polyaudit.analyses.paths`);
   semantic change     KL(p_ref || p_point) in bits, and whether the top output flips.
-Row effect (keys "scale", "direction"): mean over inputs of Spearman(crossings, KL) across the grid
-(inputs where either is constant are left out), bootstrap CI over inputs; predicted positive.
+Row effect (keys "scale", "direction"), version 2: own alignment versus mismatch
+(`polyaudit.analyses.alignment`). Per grid step k of input i: the boundaries crossed on the step,
+c_i[k], and the semantic change on it, s_i[k] = JS (bits) between the outputs at the step's ends.
+R[i, j] = Spearman over the steps of (c_j, s_i); effect = mean_i R[i, i] - mean_{i != j} R[i, j]:
+does an input's semantic change follow ITS OWN boundaries better than other inputs' boundaries,
+which share the grid's geometry (step lengths grow with c; both quantities grow away from the
+reference) but not the input's polytopes? Predicted positive. p: permutation test of which input's
+crossing pattern goes with which input's change (at least `alignment.N_PERM_MIN` pairings, seeded),
+two-sided; CI: bootstrap over inputs. Inputs whose per-step crossings or change are constant are
+left out.
+Version 1 was the mean per-input Spearman(crossings since the reference, KL to the reference):
+positive by construction (both grow away from c = 1 on each side), it PASSed on a net whose
+boundaries cannot change its output in 40 of 40 calibration seeds; it is kept in `details`
+(`cumulative_spearman`, `rho_per_input`), with the plain per-input step-wise Spearman
+(`stepwise_spearman`, the "own" term).
 Details: the validity radius (largest grid |t| with the top output unchanged out to it on both
-sides; censored at t_max), KL
-and flip rate per grid point with the direction at the site unchanged (scale), and the
-cross-sectional Spearman across inputs at each grid point.
+sides; censored at t_max), KL and flip rate per grid point with the direction at the site unchanged
+(scale), and the cross-sectional Spearman across inputs at each grid point.
 """
 
 from __future__ import annotations
@@ -30,11 +42,11 @@ from polyaudit.analyses.paths import summarize_paths
 from polyaudit.verdict import Evidence
 
 CLAIM = "C3"
-VERSION = 1
-STATISTIC = "mean per-input spearman(boundaries crossed, KL to reference) over the grid"
+VERSION = 2
+STATISTIC = "own - mismatched spearman(boundaries crossed, JS) per grid step"
 ROWS: tuple[str, ...] = ("scale", "direction")
 MIN_INPUTS = 8
-N_BOOT_MIN = 1000  # resampling a mean is cheap; 2/1001, the smallest bootstrap p, survives Holm
+N_BOOT_MIN = 1000  # reweighting the alignment matrix is cheap
 
 
 @dataclass(frozen=True)
@@ -120,15 +132,18 @@ def direction_validity(
     rng: np.random.Generator,
     settings: GridSettings,
     n_boot: int,
+    n_perm: int = 0,
     ctx: np.ndarray | None = None,
     notes: str = "",
 ) -> dict[str, Evidence]:
     """C3 rows for one site: `acts` [n, d] site activations with `labels` [n] (for the class-mean
-    directions); `ctx` [n] the context each activation is written back into."""
+    directions); `ctx` [n] the context each activation is written back into. `n_perm`: pairings
+    of the permutation test (at least `alignment.N_PERM_MIN`)."""
+    from polyaudit.analyses.alignment import alignment_test, varying
     from polyaudit.analyses.c2 import units_digest
     from polyaudit.analyses.downstream import describe
+    from polyaudit.errors import PolyauditError
     from polyaudit.report.rows import encode_array
-    from polyaudit.stats import bootstrap_p_value, bootstrap_resamples, percentile_ci
 
     x = np.asarray(acts, dtype=np.float64)
     y = np.asarray(labels)
@@ -162,12 +177,14 @@ def direction_validity(
         cross = _cumulative(walk.counts, ref)
         kl = walk.kl_ref
         flip = walk.top != walk.top[:, ref:ref + 1]
-        rho = _rows_per_input(cross, kl, ref)
-        valid = rho[np.isfinite(rho)]
+        rho = _rows_per_input(cross, kl, ref)  # version 1's statistic, kept for continuity
+        keep = varying(walk.counts) & varying(walk.js_step)
+        n_valid = int(keep.sum())
         details: dict[str, Any] = {
             "grid": grid.tolist(), "reference": float(grid[ref]), "n_inputs": int(h.shape[0]),
-            "n_valid": int(valid.size), "exact": bool(walk.exact), "n_evaluations": walk.n_evaluations,
+            "n_valid": n_valid, "exact": bool(walk.exact), "n_evaluations": walk.n_evaluations,
             "rho_per_input": rho.tolist(),
+            "cumulative_spearman": float(np.nanmean(rho)) if np.isfinite(rho).any() else None,
             "mean_crossings": cross.mean(axis=0).tolist(), "mean_kl": kl.mean(axis=0).tolist(),
             "flip_rate": flip.mean(axis=0).tolist(),
             "cross_sectional_spearman": _cross_sectional(cross, kl, ref),
@@ -180,25 +197,31 @@ def direction_validity(
                 "kl_at_c_min": float(kl[:, 0].mean()), "kl_at_c_max": float(kl[:, -1].mean()),
                 "flip_rate_c_min": float(flip[:, 0].mean()), "flip_rate_c_max": float(flip[:, -1].mean()),
             }
-        if valid.size < MIN_INPUTS:
+        if n_valid < MIN_INPUTS:
             rows[key] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC,
-                                        f"only {valid.size} of {h.shape[0]} inputs cross a varying number of "
-                                        f"boundaries with a varying output (need {MIN_INPUTS})", n=n, details=details)
+                                        f"only {n_valid} of {h.shape[0]} inputs cross a varying number of "
+                                        f"boundaries per step with a varying output (need {MIN_INPUTS})",
+                                        n=n, details=details)
             continue
-        idx = np.stack(bootstrap_resamples(valid.size, max(n_boot, N_BOOT_MIN), g))
-        reps = valid[idx].mean(axis=1)
-        lo, hi = percentile_ci(reps)
-        details["boot_effect"] = encode_array(reps)
-        details["boot_units"] = units_digest(np.flatnonzero(np.isfinite(rho)))
+        g_boot, g_perm = g.spawn(2)
+        try:
+            test = alignment_test(walk.counts[keep], walk.js_step[keep], n_boot=max(n_boot, N_BOOT_MIN),
+                                  n_perm=n_perm, rng_boot=g_boot, rng_perm=g_perm)
+        except PolyauditError as e:
+            rows[key] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC, str(e), n=n, details=details)
+            continue
+        lo, hi = test.ci
+        details.update(own_alignment=test.own, mismatched_alignment=test.mismatch, n_perm=test.n_perm,
+                       boot_effect=encode_array(test.boot), boot_units=units_digest(np.flatnonzero(keep)))
         extra = (f"flip rate at c={grid[0]:g}: {flip[:, 0].mean():.0%}, at c={grid[-1]:g}: {flip[:, -1].mean():.0%}"
                  if key == "scale" else
                  f"median validity radius t={details['validity_radius']['median']:.2g} "
                  f"({details['validity_radius']['censored']:.0%} never flip by t={grid[-1]:g})")
         rows[key] = Evidence(
             claim=CLAIM, claim_version=VERSION, site=row_site, statistic=STATISTIC,
-            effect=float(valid.mean()), ci=(float(lo), float(hi)), p=float(bootstrap_p_value(reps)),
-            n=int(valid.size), predicted="positive",
-            notes=f"{note}; {valid.size}/{h.shape[0]} inputs with varying counts; {extra}",
+            effect=test.effect, ci=(float(lo), float(hi)), p=test.p, n=n_valid, predicted="positive",
+            notes=(f"{note}; {n_valid}/{h.shape[0]} inputs with varying counts; own alignment "
+                   f"{test.own:.2f} vs mismatched {test.mismatch:.2f}; {extra}"),
             details=details,
         )
     return rows

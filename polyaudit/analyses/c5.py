@@ -156,9 +156,9 @@ def _bound_details(m: FamilyMeasurements, layer: int) -> dict[str, Any]:
 
 
 def family_evidence(m: FamilyMeasurements, *, n_boot: int, n_perm: int,
-                    rng: np.random.Generator) -> dict[str, Evidence]:
-    """Rows `robustness:SITE` and `alpha:SITE` for every layer, Holm-adjusted across layers within
-    each statistic."""
+                    rng: np.random.Generator, correction: str = "holm") -> dict[str, Evidence]:
+    """Rows `robustness:SITE` and `alpha:SITE` for every layer, adjusted across layers within each
+    statistic (`correction`: holm or bh, the run's --correction)."""
     from polyaudit.analyses.common import adjust_evidence
 
     rates = np.asarray(m.rates, dtype=float)
@@ -218,7 +218,7 @@ def family_evidence(m: FamilyMeasurements, *, n_boot: int, n_perm: int,
                 details=details)
     out: dict[str, Evidence] = {}
     for stat_rows in rows.values():
-        out.update(adjust_evidence(stat_rows))
+        out.update(adjust_evidence(stat_rows, method=correction))
     return out
 
 

@@ -15,7 +15,19 @@ than by the shape of their spectrum. The raw action, its exact expectation 1/2 t
 relative action are all in `details`.
 
 CI: paired bootstrap — each replicate resamples the probe samples (alpha of every layer), the
-stimulus loops and the projections (action of every layer), then correlates across layers.
+stimulus loops and the projections (action of every layer), then correlates across layers. This
+CI is conditional on the model's layers: it says how well THESE layers' ranking is measured.
+
+p (version 2): the layers are the units of the correlation, so the evidence that action tracks
+alpha is also tested at the layer level: a permutation test of Spearman(relative action, alpha)
+over the orderings of the layers (all L! of them for L <= EXACT_LAYERS, else N_LAYER_PERM seeded
+shuffles), two-sided. The row's p is max(bootstrap p, layer-permutation p), valid under both
+sources of randomness (measurement noise within layers, and which layers a model happens to
+have), before the Holm/BH adjustment; `verdict.decide` needs the adjusted p below alpha for a PASS
+(or a FAIL), so a tight CI alone cannot pass. With L layers the smallest two-sided
+layer-permutation p is 2 / L!: 4 layers (2/24 = 0.083) can never reach significance and the row is
+INCONCLUSIVE, saying so in its notes. Version 1 used the bootstrap p alone: on a null where
+smoothness and alpha are unrelated across 4 layers it PASSed in 32% of calibration seeds.
 """
 
 from __future__ import annotations
@@ -29,12 +41,15 @@ from polyaudit.errors import PolyauditError
 from polyaudit.verdict import Evidence, Prediction
 
 CLAIM = "C6"
-VERSION = 1
+VERSION = 2
 STATISTIC = "spearman(action, alpha)"
 PREDICTED: Prediction = "positive"
 N_PROJ = 1000
 MIN_LAYERS = 3
 MIN_SAMPLES = 50
+EXACT_LAYERS = 8  # up to 8! = 40320 orderings: enumerate them all
+N_LAYER_PERM = 9999  # seeded shuffles beyond that
+ALPHA = 0.05  # the verdict's level (verdict.decide's default), for the note on too few layers
 ALPHA_RESOLUTION = 1e-3  # float16 activation storage moves alpha by ~1e-4; its sampling error is ~1e-2
 
 
@@ -70,6 +85,46 @@ def _spearman(action: np.ndarray, alpha: np.ndarray) -> float:
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearman(x, y))
+
+
+def _ranks(action: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks of the snapped values (the ties `_spearman` uses)."""
+    from scipy.stats import rankdata
+
+    x = _snap(np.asarray(action, dtype=float), 1e-9 * float(np.max(np.abs(action))))
+    y = _snap(np.asarray(alpha, dtype=float), ALPHA_RESOLUTION)
+    return rankdata(x), rankdata(y)
+
+
+def layer_permutation_p(action: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> tuple[float, int, bool]:
+    """(two-sided p, orderings used, exact) of Spearman(action, alpha) against the layers' orderings:
+    exact over all L! orderings for L <= EXACT_LAYERS (#{|rho_perm| >= |rho|} / L!, the identity
+    included), else N_LAYER_PERM seeded shuffles with the +1 correction."""
+    import itertools
+    import math
+
+    rx, ry = _ranks(action, alpha)
+    zx, zy = rx - rx.mean(), ry - ry.mean()
+    zx, zy = zx / np.linalg.norm(zx), zy / np.linalg.norm(zy)
+    observed = abs(float(zx @ zy))
+    n = zx.size
+    exact = n <= EXACT_LAYERS
+    if exact:
+        perms = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
+    else:
+        perms = rng.permuted(np.tile(np.arange(n), (N_LAYER_PERM, 1)), axis=1)
+    null = np.abs(zx[perms] @ zy)
+    hits = int(np.count_nonzero(null >= observed - 1e-12))
+    if exact:
+        return hits / math.factorial(n), perms.shape[0], True
+    return (hits + 1) / (perms.shape[0] + 1), perms.shape[0], False
+
+
+def min_layer_p(n_layers: int) -> float:
+    """The smallest two-sided layer-permutation p that L layers can give: 2 / L! (exact test)."""
+    import math
+
+    return 2.0 / math.factorial(n_layers) if n_layers <= EXACT_LAYERS else 1.0 / (N_LAYER_PERM + 1)
 
 
 def _snap(v: np.ndarray, tol: float) -> np.ndarray:
@@ -172,15 +227,25 @@ def _action_alpha(
     boot = np.array([_spearman(boot_rel[:, b], fits.boot[:, b]) for b in range(n_boot)])
     try:
         lo, hi = percentile_ci(boot)  # error when over 10% of replicates are undefined
-        p = bootstrap_p_value(boot)
+        p_boot = bootstrap_p_value(boot)
     except PolyauditError as e:
         return Evidence.failed(CLAIM, VERSION, site, STATISTIC, str(e), n=n, details=details)
+    p_layers, n_orderings, exact = layer_permutation_p(rel, fits.alphas, rng)
+    p = max(p_boot, p_layers)
+    floor = min_layer_p(len(kept))
+    details.update(p_bootstrap=float(p_boot), p_layer_permutation=float(p_layers),
+                   layer_orderings=n_orderings, layer_permutation_exact=exact, min_layer_p=floor)
     excluded = f"; layers {', '.join(str(e['layer']) for e in fits.excluded)} excluded (too few eigenvalues)" \
         if fits.excluded else ""
+    too_few = (f"; {len(kept)} layers cannot reach significance: the smallest two-sided layer-permutation p "
+               f"is 2/{len(kept)}! = {floor:.3g} >= {ALPHA:g}, so the row cannot PASS (or FAIL); the CI is "
+               f"conditional on these layers" if floor >= ALPHA else "")
     return Evidence(
         claim=CLAIM, claim_version=VERSION, site=site, statistic=STATISTIC, effect=rho,
         ci=(float(lo), float(hi)), p=float(p), n=n, predicted=PREDICTED,
         notes=(f"relative action of {k} stimulus loops x {trajs[0].shape[1]} frames on {n_proj} random "
-               f"projections; alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]} on {n} probe samples{excluded}"),
+               f"projections; alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]} on {n} probe samples{excluded}; "
+               f"p = max(bootstrap {p_boot:.3g}, layer permutation {p_layers:.3g} over "
+               f"{'all ' if exact else ''}{n_orderings} orderings){too_few}"),
         details=details,
     )

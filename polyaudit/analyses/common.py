@@ -12,8 +12,10 @@ from polyaudit.verdict import Evidence
 
 
 def adjust_evidence(evidence: Mapping[str, Evidence], method: str = "holm") -> dict[str, Evidence]:
-    """Multiple-comparison adjustment across a claim's rows (Holm by default): rows with a finite p
-    get `p_adj`; ERROR/SKIPPED rows are left as they are."""
+    """Multiple-comparison adjustment across a claim's rows: `method` "holm" (the default,
+    family-wise error) or "bh" (Benjamini-Hochberg, false discovery rate), the run's --correction.
+    Rows with a finite p get `p_adj`, which is what `verdict.decide` uses; ERROR/SKIPPED rows are
+    left as they are."""
     from polyaudit.stats import adjust
 
     keys = [k for k, ev in evidence.items() if ev.error is None and ev.skip is None and math.isfinite(ev.p)]

@@ -72,6 +72,7 @@ def build_document(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) ->
         "probes": probes,
         "seed": run.get("seed"),
         "profile": run.get("profile"),
+        "correction": run.get("correction"),
         "device": run.get("device"),
         "dtype": run.get("dtype"),
         "versions": run.get("versions", {}),

@@ -31,7 +31,7 @@ def render_table(doc: Mapping[str, Any], *, width: int = 120, color: bool = Fals
         console.print(f"[bold]probe[/bold] {p.get('name')}  {p.get('n_samples')} samples  sha256 {(p.get('sha256') or '-')[:12]}")
     console.print(
         f"[bold]seed[/bold] {doc.get('seed')}  [bold]profile[/bold] {doc.get('profile')}  "
-        f"[bold]device[/bold] {doc.get('device')}  [bold]versions[/bold] polyaudit {v.get('polyaudit')}, "
+        f"[bold]correction[/bold] {doc.get('correction') or 'holm'}  [bold]device[/bold] {doc.get('device')}  [bold]versions[/bold] polyaudit {v.get('polyaudit')}, "
         f"torch {v.get('torch')}, transformers {v.get('transformers')}, python {v.get('python')}"
     )
     table = Table(title="polyaudit verdicts", show_lines=False, expand=False)

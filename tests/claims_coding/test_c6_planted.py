@@ -23,6 +23,9 @@ from polyaudit.profiles import PROFILES
 from polyaudit.verdict import Status, decide
 
 ALPHAS = (-2.5, -2.0, -1.5, -1.0)
+# C6 tests its correlation over the layers' orderings (exact permutation): 4 layers cannot reach
+# p < 0.05 (2/4! = 0.083); 8 layers over the same range can (2/8!).
+ALPHAS_8 = tuple(float(a) for a in np.linspace(-2.5, -1.0, 8))
 
 
 @pytest.mark.parametrize(("reverse", "expected"), [(False, Status.PASS), (True, Status.FAIL)])
@@ -30,14 +33,27 @@ def test_flatter_spectrum_rougher_code(reverse: bool, expected: Status) -> None:
     """Stringer et al.'s setting: mode i of a code on the circle has frequency i and variance i^alpha.
     A flatter spectrum puts more variance on fast modes: the action grows with alpha (PASS). Giving
     the largest variance to the fastest mode instead (same spectra) reverses it (FAIL)."""
-    layers, trajs = fourier_layers(ALPHAS, reverse=reverse)
+    layers, trajs = fourier_layers(ALPHAS_8, reverse=reverse)
     ev = c6.action_alpha(layers, trajs, site="resid", n_boot=200, rng=np.random.default_rng(0))
     fitted = [row["alpha"] for row in ev.details["layers"]]
-    assert fitted == pytest.approx(ALPHAS, abs=0.3)  # the planted spectra are what C6 measures
+    assert fitted == pytest.approx(ALPHAS_8, abs=0.3)  # the planted spectra are what C6 measures
     rel = ev.details["relative_actions"]
     assert (np.diff(rel) > 0).all() if not reverse else (np.diff(rel) < 0).all()
     verdict = decide(ev)
     assert verdict.status is expected, verdict.reason
+
+
+def test_four_layers_cannot_reach_significance() -> None:
+    """The same planted codes at 4 layers: the ranking is perfect and the bootstrap CI excludes 0,
+    but 4 layers allow only 24 orderings (two-sided p >= 2/24): INCONCLUSIVE, and the notes say why."""
+    layers, trajs = fourier_layers(ALPHAS)
+    ev = c6.action_alpha(layers, trajs, site="resid", n_boot=200, rng=np.random.default_rng(0))
+    assert ev.effect == pytest.approx(1.0) and ev.ci[0] > 0
+    assert ev.details["p_layer_permutation"] == pytest.approx(2 / 24)
+    assert ev.details["layer_orderings"] == 24 and ev.details["layer_permutation_exact"]
+    assert ev.p >= ev.details["p_bootstrap"] and ev.p == pytest.approx(2 / 24)
+    assert decide(ev).status is Status.INCONCLUSIVE
+    assert "4 layers cannot reach significance" in ev.notes
 
 
 def test_action_identity_on_a_model_trajectory() -> None:

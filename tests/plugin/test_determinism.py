@@ -1,0 +1,112 @@
+"""Determinism (issue 7, part 7), end to end through the plugin (pytester).
+
+- Same seed, same device: two runs without any cache write byte-identical JSON for every number
+  of every claim's rows (effects, CIs, p-values, details with the bootstrap replicates).
+- Different seeds: on the default zoo model at the quick profile the seed changes the probe's
+  stratified subsample of the digits, the bootstrap and permutation draws and the k-means starts;
+  for C4 (and C1, a known finding: strict xfail), every row's effect under each of seeds 0, 1, 2
+  lies inside the 95% CI of the same row under every other seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLAIMS = sorted((ROOT / "claims").glob("test_c*.py"))
+WIDE = textwrap.dedent(
+    """
+    import torch
+
+    def make():  # a random 4-layer ReLU MLP on 48-dim inputs with 3 labels
+        g = torch.Generator().manual_seed(0)
+        layers, d_in = [], 48
+        for d_out in (48, 48, 48, 48):
+            lin = torch.nn.Linear(d_in, d_out)
+            with torch.no_grad():
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * (2 / d_in) ** 0.5)
+                lin.bias.copy_(0.1 * torch.randn(d_out, generator=g))
+            layers += [lin, torch.nn.ReLU()]
+            d_in = d_out
+        head = torch.nn.Linear(48, 3)
+        with torch.no_grad():
+            head.weight.copy_(torch.randn(head.weight.shape, generator=g) / 48 ** 0.5)
+            head.bias.zero_()
+        x = torch.randn(600, 48, generator=g) * torch.arange(1, 49) ** -0.5
+        net = torch.nn.Sequential(*layers, head)
+        with torch.no_grad():
+            y = net(x).argmax(1)
+        return net, (x, y)
+    """
+)
+
+
+def _audit(p: pytest.Pytester, files: list[str], *args: str) -> dict:
+    out = p.path / f"audit-{len(list(p.path.glob('audit-*.json')))}.json"
+    result = p.runpytest(*files, *args, "--profile=quick", "--no-cache", "--no-reports", f"--json={out}",
+                         "-p", "no:cacheprovider")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
+    return json.loads(out.read_text())
+
+
+def _numbers(doc: dict) -> str:
+    """Every row as the report writes it, without the wall-clock fields, canonically serialised."""
+    rows = sorted(doc["rows"], key=lambda r: r["test_id"])
+    return json.dumps(rows, sort_keys=True, allow_nan=False)
+
+
+@pytest.fixture
+def claims_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(wide_mod=WIDE)
+    pytester.syspathinsert()
+    for f in CLAIMS:
+        shutil.copy(f, pytester.path / f.name)
+    return pytester
+
+
+@pytest.mark.slow
+def test_same_seed_gives_byte_identical_numbers(claims_project: pytest.Pytester) -> None:
+    files = [f.name for f in CLAIMS]
+    first = _audit(claims_project, files, "--model=wide_mod:make", "--seed=5")
+    second = _audit(claims_project, files, "--model=wide_mod:make", "--seed=5")
+    claims = {r["claim"] for r in first["rows"] if r["verdict"] not in ("SKIPPED", "ERROR")}
+    assert claims == {"C1", "C2", "C3", "C4", "C5", "C6"}, claims  # every claim measured something
+    assert _numbers(first) == _numbers(second)
+    other = _audit(claims_project, files, "--model=wide_mod:make", "--seed=6")
+    assert _numbers(other) != _numbers(first)  # the seed does reach the numbers
+
+
+C1_FINDING = ("C1 version 2 averages 4 restarts of every clustering and resamples them in its CI: on "
+              "the zoo default 11 of the 54 seed-to-seed checks fall outside (version 1: 24 of 54). Not a "
+              "miscalibration any more: the seed also redraws the probe's subsample, so each effect carries "
+              "its own sampling error, and with calibrated CIs about 17% of such checks fall outside "
+              "(P(|Z| > 1.96 / sqrt 2)); 'every effect inside every other seed's CI' asks for more than a "
+              "95% CI gives.")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim", [
+    pytest.param("test_c4_alpha_depth.py", id="C4"),
+    pytest.param("test_c1_monosemantic_polytopes.py", id="C1",
+                 marks=pytest.mark.xfail(strict=True, reason=C1_FINDING)),
+])
+def test_different_seeds_agree_within_their_cis(claims_project: pytest.Pytester, claim: str) -> None:
+    docs = [_audit(claims_project, [claim], f"--seed={seed}") for seed in (0, 1, 2)]
+    by_seed = [{r["test_id"]: r for r in d["rows"] if r["verdict"] not in ("SKIPPED", "ERROR")} for d in docs]
+    ids = set(by_seed[0])
+    assert ids and all(set(b) == ids for b in by_seed)
+    assert len({d["probe"]["sha256"] for d in docs}) == 3  # the seed changes the probe's subsample
+    outside = []
+    for a, b in itertools.permutations(by_seed, 2):
+        for test_id in sorted(ids):
+            lo, hi = a[test_id]["ci"]
+            if not lo <= b[test_id]["effect"] <= hi:
+                outside.append((test_id, b[test_id]["effect"], (lo, hi)))
+    assert not outside, outside
