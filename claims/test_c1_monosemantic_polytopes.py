@@ -5,8 +5,8 @@ Black, Sharkey et al. 2022, "Interpreting Neural Networks through the Polytope L
 better than regions named by directions. At the MLP pre-activation of the first, middle and last
 layer the same labelled samples are cut into K clusters by spline code (Hamming geometry), by
 direction, by most active neuron and by random hyperplanes (control). Effect per baseline:
-H(label | baseline clusters) - H(label | polytope clusters) in bits, bootstrap CI over samples,
-label-permutation p, Holm across layers x baselines. Degenerate clusterings are ERROR. For language
+H(label | baseline clusters) - H(label | polytope clusters) in bits, averaged over 4 restarts of
+every clustering, bootstrap CI over samples and restarts, label-permutation p, Holm across layers x baselines. Degenerate clusterings are ERROR. For language
 models, token identity is scored too (details): on the labelled samples, and on the text probe
 sampled as in the paper (evenly spaced tokens per sequence after a skip).
 """
@@ -57,7 +57,7 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
         site = adapter.site("mlp_pre", layer)
         data = capture(subject, spec).get(site)
         probe = subject.probe(spec)
-        tokens = probe.positions is not None
+        tokens = probe.kind == "tokens"
         found = c1.monosemanticity(
             data.samples, data.labels, codes=data.codes, groups=data.groups, site=name,
             rng=audit.rng(c1.CLAIM, name), n_boot=audit.profile.n_boot, layer=layer,
@@ -68,7 +68,7 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
         for b, ev in found.items():
             rows[f"{depth}/{b}"] = (ev if text is None else
                                     dataclasses.replace(ev, details={**ev.details, "token_identity_text": text}))
-    return adjust_evidence(rows)
+    return adjust_evidence(rows, method=audit.correction)
 
 
 @pytest.mark.claim(c1.CLAIM, version=c1.VERSION, name="monosemantic", sites=("mlp_pre",),

@@ -7,7 +7,8 @@ residual stream of a transformer) is interpolated between pairs of samples with 
 (linear and spherical); per step, downstream boundaries crossed (exact for ReLU nets) vs the
 Jensen-Shannon divergence of successive outputs. Effect: mean per-path Spearman, bootstrap CI over
 paths; control row: different-label paths cross more boundaries than same-label paths (Cliff's
-delta). Holm across the three rows.
+delta). Convolutional networks are interpolated between images in pixels and again in a middle
+layer (`hidden/...` rows; SKIPPED on other models). Holm across the rows.
 """
 
 import numpy as np
@@ -18,34 +19,49 @@ from polyaudit.analyses.common import adjust_evidence
 from polyaudit.analyses.downstream import make_downstream
 from polyaudit.analyses.lens_collect import (
     downstream_skip,
+    hidden_site,
     labelled_probe,
     site_activations,
     site_for,
 )
 from polyaudit.verdict import Evidence
 
+HIDDEN = tuple(f"hidden/{k}" for k in c2.ROWS)  # CNNs: paths in a middle layer too
+NOT_CNN = ("C2 interpolates a hidden layer as well as the pixels on convolutional networks (the paper's "
+           "image setting); this model's paths are its other C2 rows")
 
-def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
-    adapter = subject.adapter
-    site, name = site_for(adapter, c2.CLAIM)
-    skip = skip or downstream_skip(adapter, site, subject.loaded)
+
+def paths_at(subject, audit, spec, site, name, skip) -> dict[str, Evidence]:
+    """C2's three rows for paths at one site (None: the input)."""
+    skip = skip or downstream_skip(subject.adapter, site, subject.loaded)
     if skip:
         stats = {"diff-vs-same": c2.STAT_CONTRAST}
         return {k: Evidence.skipped(c2.CLAIM, c2.VERSION, f"{name}/{k}", stats.get(k, c2.STAT_TRACK), skip)
                 for k in c2.ROWS}
     acts, labels, contexts = site_activations(subject, spec, site)
     down = make_downstream(subject.loaded, site, contexts)
-    rows = c2.boundaries_track_semantics(
+    return c2.boundaries_track_semantics(
         down, acts, labels, site=name, rng=audit.rng(c2.CLAIM, name),
         settings=c2.settings_for(audit.profile.name), n_boot=audit.profile.n_boot,
         ctx=np.arange(len(labels)),
         notes=f"probe {subject.probe(spec).name}")
-    return adjust_evidence(rows)
+
+
+def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
+    site, name = site_for(subject.adapter, c2.CLAIM)
+    rows = paths_at(subject, audit, spec, site, name, skip)
+    hidden = hidden_site(subject.adapter)
+    if hidden is None:
+        rows.update({f"hidden/{k}": Evidence.skipped(c2.CLAIM, c2.VERSION, f"hidden/{k}", ev.statistic, NOT_CNN)
+                     for k, ev in list(rows.items())})
+    else:
+        rows.update({f"hidden/{k}": ev for k, ev in paths_at(subject, audit, spec, hidden, hidden.name, skip).items()})
+    return adjust_evidence(rows, method=audit.correction)
 
 
 @pytest.mark.claim(c2.CLAIM, version=c2.VERSION, name="boundaries-track-semantics",
                    sites=("mlp_pre", "resid"), min_samples=2 * c2.MIN_PATHS, statistic=c2.STAT_TRACK)
-@pytest.mark.parametrize("path", c2.ROWS)
+@pytest.mark.parametrize("path", c2.ROWS + HIDDEN)
 def test_boundaries_track_semantic_change(subject, path, audit):
     spec, skip = labelled_probe(subject, 2 * c2.MIN_PATHS)
     evidence = audit.measure(subject, lambda: measure(subject, audit, spec, skip), probe=spec)

@@ -68,10 +68,16 @@ def vector_trajectories(loaded: Any, loops: np.ndarray, kind: SiteKind) -> list[
     adapter = loaded.adapter
     sites = adapter.sites(kind)
     store: dict[Site, list[np.ndarray]] = {s: [] for s in sites}
-    reads = _read_all(sites, store, lambda t: t.reshape(t.shape[0], -1))
+    reads = _read_all(sites, store, lambda t: t if t.dim() == 3 else t.reshape(t.shape[0], -1))
     for loop in loops:
         adapter.run_until(torch.as_tensor(loop, dtype=torch.float32), None, reads)
-    return [np.stack(store[s]) for s in sites]
+    out = []
+    for s in sites:
+        traj = np.stack(store[s])  # [K, T, m], or [K, T, G, C] for a CNN read at G positions
+        if traj.ndim == 4:  # every position's trajectory is a trajectory of its own
+            traj = traj.transpose(0, 2, 1, 3).reshape(-1, traj.shape[1], traj.shape[3])
+        out.append(traj)
+    return out
 
 
 def probe_loops(inputs: torch.Tensor, rng: np.random.Generator) -> np.ndarray:

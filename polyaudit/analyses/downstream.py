@@ -15,6 +15,11 @@
   context (`prefix_cache`). Semantic output: the classifier's classes, the next-token distribution
   (causal LMs) or the masked-LM head (encoders) at the kept position.
 
+- `ModuleDownstream` (`polyaudit.analyses.conv_downstream`) — any other ReLU network (CNNs,
+  ResNets, the conv autoencoder): a gated float64 copy of the whole model with the point written
+  at the site; crossings EXACT. A model it refuses (max pooling, ...) falls back to the hooks, and
+  the row says why.
+
 Both count the work they do (`n_rows`, `segment_evaluations`, `seconds`) so benchmarks can compare
 analysis time with forward time.
 """
@@ -135,6 +140,7 @@ class AdapterDownstream:
         self.work = Work()
         self.n_units = -1  # known after the first call
         self.segment_evaluations = 0
+        self.not_exact: str | None = None  # why an exact walk was refused (e.g. max pooling)
 
     def segment(self, p0: np.ndarray, p1: np.ndarray, ctx: int | None) -> np.ndarray:
         raise PolyauditError("exact crossings need a piecewise-linear nn.Sequential after the site")
@@ -232,7 +238,9 @@ def later_sites(adapter: Adapter, site: Site | None) -> list[Site]:
 
 
 def make_downstream(loaded: LoadedModel, site: Site | None, contexts: Contexts, *, max_rows: int = 256) -> Any:
-    """Exact evaluator for piecewise-linear nn.Sequential models, adapter-hook evaluator otherwise."""
+    """Exact evaluator for piecewise-linear models (numpy walk for MLPs, gated module walk for CNNs),
+    adapter-hook evaluator otherwise."""
+    from polyaudit.models.conv import ConvAdapter
     from polyaudit.models.sequential import SequentialAdapter
 
     ad = loaded.adapter
@@ -240,16 +248,25 @@ def make_downstream(loaded: LoadedModel, site: Site | None, contexts: Contexts, 
         rest = after_site(loaded.model, site)  # type: ignore[arg-type]
         try:
             return SequentialDownstream(rest)
-        except PolyauditError:  # ReLU net with modules the walk cannot read (Conv2d, ...): sampled
+        except PolyauditError:  # ReLU net with modules the numpy walk cannot read (Conv2d, ...)
             pass
+    not_exact: str | None = None
+    if isinstance(ad, (SequentialAdapter, ConvAdapter)) and ad.piecewise_linear:
+        from polyaudit.analyses.conv_downstream import module_downstream
+
+        exact, not_exact = module_downstream(ad, site, contexts, max_rows=max_rows)
+        if exact is not None:  # CNNs, ResNets: the gated float64 copy of the whole model
+            return exact
     encoder = bool(getattr(getattr(ad, "layout", None), "encoder", False))
     if ad.input_kind == "tokens" and not encoder and site is not None:
         from polyaudit.analyses.prefix_cache import CACHED_FAMILIES, PrefixCachedDownstream
 
         if ad.family in CACHED_FAMILIES:
             return PrefixCachedDownstream(ad, site, later_sites(ad, site), contexts, max_rows=max_rows)
-    return AdapterDownstream(ad, site, later_sites(ad, site), contexts, max_rows=max_rows,
+    down = AdapterDownstream(ad, site, later_sites(ad, site), contexts, max_rows=max_rows,
                              causal=not encoder)
+    down.not_exact = not_exact
+    return down
 
 
 def describe(down: Any) -> str:
@@ -259,4 +276,5 @@ def describe(down: Any) -> str:
     act = getattr(down, "activation", "?")
     codes = (f"codes exact ({act})" if down.codes_exact
              else f"codes approximate: {act} (sign of the pre-activation)")
-    return f"{codes}; crossings approximate (dense sampling + bisection)"
+    why = getattr(down, "not_exact", None)
+    return f"{codes}; crossings approximate (dense sampling + bisection)" + (f", not exact: {why}" if why else "")

@@ -9,7 +9,9 @@ layers of the depth slots, the site a path or a scaling perturbs, and how exact 
   than three layers) is skipped.
 - Perturbed site (C2, C3): the residual stream after block 0 for transformers (downstream: the MLP
   pre-activations of every later block); for `nn.Sequential` models C2 interpolates the network
-  INPUT (downstream: every layer) and C3 scales the first hidden layer's output.
+  INPUT (downstream: every layer) and C3 scales the first hidden layer's output. Convolutional
+  models (`polyaudit.models.conv`) are perturbed on whole feature maps (pixels for C2's input rows;
+  C2 also interpolates a middle layer, `hidden_site`), with one context and one label per image.
 - One capture serves all three claims: each asks for the union of their site kinds before reading.
 """
 
@@ -81,6 +83,15 @@ def site_for(adapter: Any, claim: str) -> tuple[Any, str]:
     return site, site.name
 
 
+def hidden_site(adapter: Any) -> Any:
+    """The intermediate layer C2 also interpolates on a convolutional network (the paper's image
+    setting: paths between images in pixels AND in a hidden layer): the output of the middle
+    nonlinearity (before the last, so boundaries lie downstream). None for other models."""
+    if not hasattr(adapter, "feature_maps") or adapter.n_layers < 2:
+        return None
+    return adapter.site("resid", min((adapter.n_layers - 1) // 2, adapter.n_layers - 2))
+
+
 def downstream_skip(adapter: Any, site: Any, loaded: Any) -> str | None:
     """Why paths from `site` cannot be measured on this model (None when they can)."""
     from polyaudit.analyses.downstream import has_output_head, later_sites
@@ -101,18 +112,28 @@ def site_activations(subject: Any, spec: str | None, site: Any) -> tuple[np.ndar
     probe = subject.probe(spec)
     if probe.labels is None:
         raise PolyauditError(f"probe {probe.name} has no labels")
-    if probe.positions is not None:
+    if probe.kind == "tokens" and probe.positions is not None:
         seq = np.asarray(probe.positions[:, 0], dtype=np.int64)
         contexts = Contexts(inputs=probe.inputs[seq],
                             mask=None if probe.attention_mask is None else probe.attention_mask[seq],
                             pos=np.asarray(probe.positions[:, 1], dtype=np.int64))
-    else:
+    else:  # vectors: one context per input (a CNN read at several positions still has one image)
         contexts = Contexts(inputs=probe.inputs)
+    labels = np.asarray(probe.input_labels if probe.kind == "vectors" else probe.labels)
     if site is None:
         acts = probe.inputs.detach().cpu().double().numpy().reshape(probe.inputs.shape[0], -1)
+        bad = int(acts.size - np.count_nonzero(np.isfinite(acts)))
+        if bad:
+            raise PolyauditError(f"the inputs of probe {probe.name} contain {bad} NaN/inf values")
+    elif hasattr(subject.adapter, "feature_maps"):  # a CNN is perturbed on its whole feature map
+        acts = subject.adapter.feature_maps(probe.inputs, site)
     else:
-        data = capture(subject, spec).get(site)
+        acts = np.asarray(capture(subject, spec).get(site).samples, dtype=np.float64)
+    # boundaries are counted at every later pre-activation: NaN/inf there would count as "off"
+    from polyaudit.analyses.downstream import later_sites
+
+    for s in ([site] if site is not None else []) + later_sites(subject.adapter, site):
+        data = capture(subject, spec).get(s)
         if data.n_nonfinite:
-            raise PolyauditError(f"activations at {site.name} contain {data.n_nonfinite} NaN/inf values")
-        acts = np.asarray(data.samples, dtype=np.float64)
-    return acts, np.asarray(probe.labels), contexts
+            raise PolyauditError(f"activations at {s.name} contain {data.n_nonfinite} NaN/inf values")
+    return acts, labels, contexts

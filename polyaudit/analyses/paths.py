@@ -204,18 +204,35 @@ def _walk_exact(down: Downstream, pts: np.ndarray, ctx: np.ndarray | None) -> Po
     counts = np.zeros((n_paths, k - 1), dtype=np.int64)
     locations = []
     evaluations = n_paths * k
+    # every segment to walk: a collinear path is one walk over its whole length, else one per step
+    jobs: list[tuple[int, int | None]] = []
+    lines: list[np.ndarray | None] = []
     for i in range(n_paths):
-        c_i = None if ctx is None else int(ctx[i])
         s = _collinear(pts[i])
-        if s is not None:  # one walk over the whole segment, crossings binned into the steps
-            t = down.segment(pts[i, 0], pts[i, -1], c_i)
+        lines.append(s)
+        jobs += [(i, None)] if s is not None else [(i, j) for j in range(k - 1)]
+    ends = [(pts[i, 0], pts[i, -1]) if j is None else (pts[i, j], pts[i, j + 1]) for i, j in jobs]
+    job_ctx = [None if ctx is None else int(ctx[i]) for i, _ in jobs]
+    many = getattr(down, "segments", None)
+    if callable(many) and jobs:  # walked side by side (see ModuleDownstream.segments)
+        walked = many(np.stack([e[0] for e in ends]), np.stack([e[1] for e in ends]),
+                      None if ctx is None else np.asarray(job_ctx, dtype=np.int64))
+    else:
+        walked = [down.segment(p0, p1, c) for (p0, p1), c in zip(ends, job_ctx, strict=True)]
+    by_path: dict[int, list[tuple[int | None, np.ndarray]]] = {}
+    for (i, j), t in zip(jobs, walked, strict=True):
+        by_path.setdefault(i, []).append((j, t))
+    for i in range(n_paths):
+        s = lines[i]
+        if s is not None:  # crossings of the one walk binned into the steps
+            t = by_path[i][0][1]
             step = np.clip(np.searchsorted(s, t, side="right") - 1, 0, k - 2)
             counts[i] = np.bincount(step, minlength=k - 1)
             locations.append(step + (t - s[step]) / (s[step + 1] - s[step]))
             continue
         locs = []
-        for j in range(k - 1):
-            t = down.segment(pts[i, j], pts[i, j + 1], c_i)
+        for j, t in by_path[i]:
+            assert j is not None
             counts[i, j] = t.size
             locs.append(j + t)
         locations.append(np.concatenate(locs) if locs else np.zeros(0))

@@ -157,7 +157,7 @@ def score(
             out = adapter.run_with_replacement(x, mask, site, writer)  # type: ignore[arg-type]
         out = out.detach().cpu()
         if task.kind == "classify":
-            y = torch.from_numpy(np.asarray(probe.labels[lo:hi], dtype=np.int64))  # type: ignore[index]
+            y = torch.from_numpy(np.asarray(probe.input_labels[lo:hi], dtype=np.int64))  # type: ignore[index]
             metric.append((out.argmax(-1) == y).double())
             loss.append(torch.nn.functional.cross_entropy(out.float(), y, reduction="none").double())
         elif task.kind == "reconstruct":
@@ -175,9 +175,9 @@ def score(
 def per_sample(values: np.ndarray, probe: ProbeSet) -> np.ndarray:
     """Per-group values spread to the probe's kept samples (token probes: each sample gets its
     sequence's value), so they pair with the samples' activations under the same resamples."""
-    if probe.kind == "vectors":
+    if probe.positions is None:
         return values
-    return values[probe.groups]
+    return values[probe.groups]  # tokens: their sequence's value; a CNN's positions: their image's
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:

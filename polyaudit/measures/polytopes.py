@@ -11,9 +11,10 @@ is only an approximate code: the network is not affine between sign changes.
   product of +-1 codes (BLAS): H = (d - S_a S_b^T) / 2, with the scale and offset folded into the
   operands; exact while d < 2**22.
 - `segment_crossings`: every t in (0, 1) where the segment x0 + t (x1 - x0) crosses a unit's
-  boundary in a ReLU / leaky-ReLU `nn.Sequential`, EXACT (no grid): on each piece of the segment
-  the network is affine, so every pre-activation is a + t b and the next crossing is the smallest
-  root ahead; the walk flips that unit and recomputes only the layers after it.
+  boundary in a ReLU / leaky-ReLU network, EXACT (no grid): on each piece of the segment the
+  network is affine, so every pre-activation is a + t b and the next crossing is the smallest root
+  ahead; the walk flips that unit and recomputes only the layers after it. Networks that are not an
+  `nn.Sequential` of Linear layers (CNNs, ResNets) walk through `polyaudit.measures.module_walk`.
 
 `segment_crossings` is the one function here that reads a torch module: it extracts float64 numpy
 weights (`affine_layers`) and walks the segment in numpy (`walk_segment`); torch is imported
@@ -181,8 +182,17 @@ def _negative_slope(m: Any) -> float:
 
 def segment_crossings(net: Any, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     """Sorted float64 t in (0, 1) at which the segment x0 + t (x1 - x0) crosses a boundary of the
-    ReLU / leaky-ReLU `nn.Sequential` `net` (one entry per unit flip), exact: see `walk_segment`."""
-    return walk_segment(affine_layers(net), x0, x1).t
+    ReLU / leaky-ReLU network `net` (one entry per unit flip), exact. An `nn.Sequential` of Linear
+    layers walks in numpy (`walk_segment`); any other module built of affine maps and ReLUs (CNNs,
+    eval BatchNorm, average pooling, residual additions) walks its gated float64 copy
+    (`polyaudit.measures.module_walk`), with x0 and x1 in the network's input shape."""
+    try:
+        layers = affine_layers(net)
+    except PolyauditError:
+        from polyaudit.measures.module_walk import module_crossings
+
+        return module_crossings(net, x0, x1).t
+    return walk_segment(layers, x0, x1).t
 
 
 def _right_on(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

@@ -272,7 +272,7 @@ def model_id(spec: str) -> str:
     `gpt2`, `EleutherAI/pythia-70m` -> `pythia-70m`, `./ckpt/` -> `ckpt`,
     `zoo:mlp-digits?dropout=0.4&seed=1` -> `zoo:mlp-digits-dropout0.4-seed1`, `pkg.mod:make` -> `pkg.mod:make`."""
     s = spec.strip().rstrip("/")
-    if s.startswith("zoo:"):
+    if s.startswith("zoo:") or ("?" in s and ":" in s.partition("?")[0]):  # zoo, factory?pos=...
         return s.replace("?", "-").replace("&", "-").replace("=", "")
     if "/" in s or s.startswith((".", "~")):
         return s.split("/")[-1] or s

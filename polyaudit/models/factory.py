@@ -4,8 +4,11 @@
         net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
         return net, (inputs, labels)  # or just `net`; labels may be omitted
 
-The callable is called with no arguments. The model must be an `nn.Sequential` or a transformers
-`PreTrainedModel` of a known family; the probe becomes a "vectors" ProbeSet named `factory:SPEC`.
+The callable is called with no arguments. The model must be an `nn.Sequential`, a convolutional
+network (any module with convolutions and nonlinearity modules, e.g. a torchvision ResNet; it needs
+its probe's images to trace its layers, and `?pos=` picks the spatial positions read, see
+`polyaudit.models.conv`) or a transformers `PreTrainedModel` of a known family; the probe becomes a
+"vectors" ProbeSet named `factory:SPEC`.
 """
 
 from __future__ import annotations
@@ -73,11 +76,27 @@ def _as_probe(spec: str, probe: Any) -> ProbeSet:
     )
 
 
-def make_adapter(model: nn.Module) -> Adapter:
-    """The adapter of a module: nn.Sequential or a transformers model of a known family."""
+def make_adapter(model: nn.Module, example: torch.Tensor | None = None, pos: str | None = None) -> Adapter:
+    """The adapter of a module: a convolutional network (any module with a convolution and a
+    nonlinearity module; traced on `example` inputs), an nn.Sequential, or a transformers model of
+    a known family. `pos`: a CNN's position selector (default center)."""
+    from polyaudit.models.conv import ConvAdapter, is_convolutional
     from polyaudit.models.hf import KNOWN_FAMILIES, make_hf_adapter
     from polyaudit.models.sequential import SequentialAdapter
 
+    conv = is_convolutional(model) and not hasattr(model, "config")
+    if pos is not None and not conv:
+        raise PolyauditError(
+            f"pos={pos} selects spatial positions of a convolutional network's feature maps; "
+            f"a {type(model).__name__} without convolutions has none: drop ?pos="
+        )
+    if conv:
+        if example is None or not example.is_floating_point():
+            raise PolyauditError(
+                f"a convolutional {type(model).__name__} needs example images to trace its layers: "
+                "return (model, (images, labels)) from the factory"
+            )
+        return ConvAdapter(model, example, pos=pos or "center")
     if isinstance(model, nn.Sequential):
         return SequentialAdapter(model)
     from transformers import PreTrainedModel
@@ -89,8 +108,9 @@ def make_adapter(model: nn.Module) -> Adapter:
     )
 
 
-def load_factory(spec: str) -> tuple[nn.Module, Adapter, ProbeSet | None]:
-    """Call the factory: (model in eval mode with grads off, its adapter, its probe or None)."""
+def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Module, Adapter, ProbeSet | None]:
+    """Call the factory: (model in eval mode with grads off, its adapter, its probe or None).
+    `params`: the spec's `?pos=` (a CNN's position selector)."""
     result = _import(spec)()
     probe_raw: Any = None
     if isinstance(result, tuple):
@@ -107,8 +127,8 @@ def load_factory(spec: str) -> tuple[nn.Module, Adapter, ProbeSet | None]:
         )
     model = result.eval()
     model.requires_grad_(False)
-    adapter = make_adapter(model)
     probe = _as_probe(spec, probe_raw) if probe_raw is not None else None
+    adapter = make_adapter(model, None if probe is None else probe.inputs, (params or {}).get("pos"))
     if probe is not None and adapter.input_kind == "vectors" and probe.kind != "vectors":
         raise PolyauditError(f"factory {spec!r} returned a {probe.kind} probe for a vector model")
     return model, adapter, probe

@@ -170,13 +170,13 @@ def family_site_names(fam: FamilySpec, runtime: Runtime) -> list[str]:
     from polyaudit.analyses.unit_dropout import unit_site_kind
 
     if fam.zoo_name is not None:
-        from polyaudit.models.sequential import SequentialAdapter
         from polyaudit.models.spec import parse_spec
-        from polyaudit.models.zoo import resolve
+        from polyaudit.models.zoo import resolve, zoo_adapter
 
         first = parse_spec(fam.members[0].spec)
         entry, params = resolve(fam.zoo_name, first.params)
-        adapter: Any = SequentialAdapter(entry.build(params, torch.Generator().manual_seed(0)))
+        net = entry.build(params, torch.Generator().manual_seed(0)).eval()
+        adapter: Any = zoo_adapter(entry, net, params)
     else:
         adapter = runtime.subject(fam.members[0].spec).adapter
     return [s.name for s in adapter.sites(unit_site_kind(adapter))]
@@ -214,7 +214,7 @@ class NoFamily:
     def __init__(self, subject: Subject) -> None:
         self.subject = subject
         self.skip_reason = (
-            f"{subject.spec} has no dropout family: pass --family zoo:mlp-digits (or zoo:conv-ae-digits), "
+            f"{subject.spec} has no dropout family: pass --family zoo:mlp-digits (or zoo:cnn-digits, zoo:conv-ae-digits), "
             "or your own checkpoints as --family 0.0=./ckpt_a,0.4=./ckpt_b,0.8=./ckpt_c"
         )
         self.loaded = subject.loaded

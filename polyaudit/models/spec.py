@@ -2,6 +2,7 @@
 
 zoo:mlp-digits?dropout=0.4&seed=1     the built-in zoo (name + parameters)
 mypkg.models:make_net                 a factory: a callable returning a module (and a probe)
+mypkg.models:make_cnn?pos=all         ... a CNN read at every spatial position (pos=center, all, I,J)
 ./ckpt  ../ckpt  /abs/ckpt  ~/ckpt    a local folder written by save_pretrained
 gpt2  EleutherAI/pythia-70m           a Hugging Face hub id
 """
@@ -57,6 +58,23 @@ def _zoo(s: str) -> ModelSpec:
     return ModelSpec("zoo", name, params)
 
 
+FACTORY_PARAMS = ("pos",)  # how a factory's model is read (pos: a CNN's position selector)
+
+
+def _factory_params(s: str, query: str) -> dict[str, str]:
+    """`module:callable?pos=all`: the only factory parameter is a CNN's position selector."""
+    params: dict[str, str] = {}
+    for pair in filter(None, query.split("&")):
+        key, eq, value = pair.partition("=")
+        if key not in FACTORY_PARAMS or not eq or not value or key in params:
+            raise PolyauditError(
+                f"bad factory parameter {pair!r} in {s!r}: a factory takes pos=center, pos=all or pos=I,J "
+                "(a convolutional model's position selector), once"
+            )
+        params[key] = value
+    return params
+
+
 def parse_spec(s: str) -> ModelSpec:
     """Parse a `--model` spec; an unparseable one is a one-line PolyauditError."""
     s = s.strip()
@@ -71,8 +89,9 @@ def parse_spec(s: str) -> ModelSpec:
                 f"model path {s!r} is a file, not a folder: pass the folder holding config.json"
             )
         return ModelSpec("local", path)
-    if _FACTORY.match(s) and not os.path.exists(s):
-        return ModelSpec("factory", s)
+    head, query_mark, query = s.partition("?")
+    if _FACTORY.match(head) and not os.path.exists(s):
+        return ModelSpec("factory", head, _factory_params(s, query) if query_mark else {})
     if _HUB.match(s) and ".." not in s:
         return ModelSpec("hub", s)
     raise PolyauditError(f"unknown model spec {s!r}: {_HELP}")

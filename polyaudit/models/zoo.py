@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from polyaudit.cache_limit import touch
 from polyaudit.errors import PolyauditError
 from polyaudit.paths import cache_root
 
@@ -50,6 +51,17 @@ class ZooEntry:
     train: Callable[[nn.Module, dict[str, Any], bool], dict[str, Any]]  # -> metrics
     default_probe: str
     doc: str
+    adapter: Callable[[nn.Module, dict[str, Any]], Any] | None = None  # None: SequentialAdapter
+    view_params: tuple[str, ...] = ()  # how the model is read (e.g. pos): not in training or cache key
+
+
+def zoo_adapter(entry: ZooEntry, net: nn.Module, params: Mapping[str, Any]) -> Any:
+    """The adapter of a zoo model: the entry's own, else the nn.Sequential adapter."""
+    if entry.adapter is not None:
+        return entry.adapter(net, dict(params))
+    from polyaudit.models.sequential import SequentialAdapter
+
+    return SequentialAdapter(net)
 
 
 def digits_split(seed: int, test_fraction: float = 0.25) -> tuple[torch.Tensor, ...]:
@@ -188,7 +200,8 @@ def resolve(name: str, raw: Mapping[str, str]) -> tuple[ZooEntry, dict[str, Any]
 
 
 def cache_stem(name: str, params: Mapping[str, Any]) -> str:
-    return f"{name}-v{RECIPE_VERSION}-" + "-".join(f"{k}{params[k]}" for k in sorted(params))
+    view = REGISTRY[name].view_params if name in REGISTRY else ()
+    return f"{name}-v{RECIPE_VERSION}-" + "-".join(f"{k}{params[k]}" for k in sorted(params) if k not in view)
 
 
 def _file_sha256(path: Path) -> str:
@@ -227,9 +240,12 @@ def _read_cached(
         meta = json.loads(sidecar.read_text())
         if meta.get("sha256") != _file_sha256(weights):
             return None
-        return load_file(str(weights)), meta
+        state = load_file(str(weights))
     except (OSError, ValueError, SafetensorError):
         return None
+    for path in (weights, sidecar):
+        touch(path)  # last used now, for the cache size cap (least recently used first)
+    return state, meta
 
 
 def load_zoo(
@@ -288,4 +304,5 @@ def load_zoo(
 
 # Recipes in their own modules register themselves into REGISTRY when imported (last, so the
 # names they import from here exist even when they are imported first).
-import polyaudit.models.zoo_conv  # noqa: E402, F401  (conv-ae-digits)
+import polyaudit.models.zoo_conv  # noqa: E402, I001  (conv-ae-digits, registered before cnn-digits)
+import polyaudit.models.zoo_cnn  # noqa: E402, F401  (cnn-digits)

@@ -20,7 +20,9 @@ class ProbeSet:
     keep as samples, and `skip` the number of leading positions excluded from all-token statistics
     (streaming spectra).
     kind == "vectors": `inputs` is a float tensor [n, ...] (images, feature vectors); every input is
-    one sample; `positions` is None.
+    one sample and `positions` is None, except for a convolutional model read at several spatial
+    positions per image (`pos=all`): then `positions` holds (image, grid position) pairs and
+    `meta["positions_per_input"]` the grid size (see `polyaudit.probes.spatial`).
     `labels` (one per kept sample) are ints indexing `label_names`, or None.
     """
 
@@ -39,6 +41,23 @@ class ProbeSet:
         if self.positions is not None:
             return int(self.positions.shape[0])
         return int(self.inputs.shape[0])
+
+    @property
+    def rows_per_input(self) -> int:
+        """Rows a site yields per input: token positions per sequence; for vectors, the spatial
+        positions of a convolutional model's position selector (`meta["positions_per_input"]`)."""
+        if self.kind == "tokens":
+            return int(self.inputs.shape[1])
+        return int(self.meta.get("positions_per_input", 1))
+
+    @property
+    def input_labels(self) -> np.ndarray | None:
+        """One label per INPUT (an image kept at several positions has one label; tokens: per sample)."""
+        if self.labels is None or self.kind == "tokens" or self.positions is None:
+            return self.labels
+        out = np.empty(int(self.inputs.shape[0]), dtype=np.asarray(self.labels).dtype)
+        out[np.asarray(self.positions[:, 0], dtype=np.int64)] = self.labels
+        return out
 
     @property
     def groups(self) -> np.ndarray:

@@ -81,6 +81,12 @@ def build_probe(
     else:
         shown = spec.strip()
         probe = _build(shown, loaded, profile, seed)
+    selector = getattr(loaded.adapter, "pos", None)
+    if selector is not None:  # a convolutional model: samples are channel vectors at chosen positions
+        from polyaudit.models.conv import pos_text
+        from polyaudit.probes.spatial import at_positions
+
+        probe = at_positions(probe, pos_text(selector), int(getattr(loaded.adapter, "positions_per_input", 1)))
     if probe.n_samples < min_samples:
         raise PolyauditError(
             f"probe {shown} yields {probe.n_samples} samples but the profile needs at least {min_samples}: "

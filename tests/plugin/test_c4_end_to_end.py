@@ -55,9 +55,9 @@ def test_c4_on_half_precision_checkpoints(c4_project: pytest.Pytester, tmp_path:
     assert {r["verdict"] for r in doc["rows"]} <= ALLOWED
 
 
-def test_c4_on_the_default_zoo_model(c4_project: pytest.Pytester) -> None:
+def test_c4_on_the_default_zoo_models(c4_project: pytest.Pytester) -> None:
     _result, doc = _audit(c4_project)
-    assert doc["model"]["spec"] == "zoo:mlp-digits"
+    assert {r["model"] for r in doc["rows"]} == {"zoo:mlp-digits", "zoo:cnn-digits-posall"}  # an MLP and a CNN (model ids)
     assert {r["verdict"] for r in doc["rows"]} <= ALLOWED
     assert all(len(r["details"]["layers"]) == 4 for r in doc["rows"])
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLAIM_FILES = ("test_c1_monosemantic_polytopes.py", "test_c2_boundaries_semantics.py",
                "test_c3_direction_validity.py")
 VERDICTS = {"PASS", "FAIL", "INCONCLUSIVE"}  # every family has labels, heads and 3 layers: no skip, no error
-ROWS_PER_MODEL = {"C1": 9, "C2": 3, "C3": 2}
+ROWS_PER_MODEL = {"C1": 9, "C2": 6, "C3": 2}  # C2: 3 rows at the input/residual stream, 3 hidden (CNNs only)
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +60,9 @@ def test_c1_c3_on_every_family_and_the_zoo(lens_project: pytest.Pytester, tiny_m
         counts = {c: sum(r["claim"] == c for r in rows) for c in ROWS_PER_MODEL}
         assert counts == ROWS_PER_MODEL, model
         for row in rows:
+            if row["site"].startswith("hidden/"):  # C2 in a hidden layer: convolutional networks only
+                assert row["verdict"] == "SKIPPED" and "convolutional" in row["notes"], row
+                continue
             assert row["verdict"] in VERDICTS, (model, row["test_id"], row["verdict"], row["notes"])
             lo, hi = row["ci"]
             assert lo <= row["effect"] <= hi or row["claim"] == "C1"  # C1: bias-corrected interval
@@ -67,7 +70,7 @@ def test_c1_c3_on_every_family_and_the_zoo(lens_project: pytest.Pytester, tiny_m
         c1 = [r for r in rows if r["claim"] == "C1"]
         assert all(m["sizes"]["largest_fraction"] <= 0.5 for r in c1 for m in r["details"]["methods"].values())
         exact = model == "zoo:mlp-digits"
-        c2 = {r["site"].split("/")[-1]: r for r in rows if r["claim"] == "C2"}
+        c2 = {r["site"].split("/")[-1]: r for r in rows if r["claim"] == "C2" and r["verdict"] != "SKIPPED"}
         assert set(c2) == {"linear", "slerp", "diff-vs-same"}
         assert c2["linear"]["details"]["exact"] is exact
         c3 = {r["site"].split("/")[-1]: r for r in rows if r["claim"] == "C3"}
@@ -75,15 +78,15 @@ def test_c1_c3_on_every_family_and_the_zoo(lens_project: pytest.Pytester, tiny_m
     zoo = by_model["zoo:mlp-digits"]
     assert any(r["test_id"] == "C1-monosemantic[zoo:mlp-digits:blocks.0.mlp.pre/direction]" for r in zoo)
     assert all("spline codes exact (relu)" in r["notes"] for r in zoo if r["claim"] == "C1")
-    assert all("crossings exact" in r["notes"] for r in zoo if r["claim"] != "C1")
+    assert all("crossings exact" in r["notes"] for r in zoo if r["claim"] != "C1" and r["verdict"] != "SKIPPED")
     gelu = [r for r in by_model["gpt2"] if r["claim"] == "C1"]
     assert all("approximate" in r["notes"] for r in gelu)
-    assert all("crossings approximate" in r["notes"] for r in by_model["opt"] if r["claim"] != "C1")
+    assert all("crossings approximate" in r["notes"] for r in by_model["opt"] if r["claim"] != "C1" and r["verdict"] != "SKIPPED")
     assert "effect [95% CI]" in result.stdout.str()
 
 
 def test_same_seed_same_numbers(lens_project: pytest.Pytester, tmp_path: Path) -> None:
-    args = ("--seed=5", f"--cache-dir={tmp_path / 'cache'}")
+    args = ("--model=zoo:mlp-digits", "--seed=5", f"--cache-dir={tmp_path / 'cache'}")
     first, doc1 = _audit(lens_project, *args)
     _second, doc2 = _audit(lens_project, *args, "--no-cache")
 
