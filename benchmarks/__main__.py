@@ -9,19 +9,33 @@ Absolute times are context (the machine is noisy); the ratios are the result.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
-from benchmarks import bench_cache, bench_capture, bench_coding, bench_polytopes
+from benchmarks import (
+    bench_audit,
+    bench_cache,
+    bench_capture,
+    bench_coding,
+    bench_memory,
+    bench_parallel,
+    bench_polytopes,
+    bench_tlens,
+)
 
-SUITES = {"capture": bench_capture.run, "cache": bench_cache.run, "coding": bench_coding.run,
-          "polytopes": bench_polytopes.run}
+SUITES = {"audit": bench_audit.run, "capture": bench_capture.run, "cache": bench_cache.run,
+          "coding": bench_coding.run, "memory": bench_memory.run,
+          "parallel": bench_parallel.run, "polytopes": bench_polytopes.run, "tlens": bench_tlens.run}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("suites", nargs="*", help=f"which of {', '.join(SUITES)} (default: all)")
     ap.add_argument("--json", help="also write the results as JSON here")
+    ap.add_argument("--size", choices=sorted(bench_audit.SHAPES), default="small",
+                    help="audit suite: the GPT-2-shaped model's size (default small = GPT-2 small)")
+    ap.add_argument("--device", default="cpu", help="audit suite: --device for the audit (cpu, cuda, auto)")
     args = ap.parse_args(argv)
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
@@ -29,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in args.suites or list(SUITES):
         print(f"== {name} ==", flush=True)
-        results[name] = SUITES[name]()
+        suite = SUITES[name]
+        if name == "audit":
+            suite = functools.partial(suite, size=args.size, device=args.device)
+        results[name] = suite()
         for k, v in results[name].items():
             print(f"  {k}: {v}")
     if args.json:

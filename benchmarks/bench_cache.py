@@ -35,7 +35,7 @@ def _c4_once(ckpt: Path, cache: Path, profile: str) -> tuple[float, float, dict[
     subject.request(claim.SITES)
     subject.prepare()
     t1 = time.perf_counter()
-    audit = SimpleNamespace(profile=rt.options.profile, rng=rt.rng)
+    audit = SimpleNamespace(profile=rt.options.profile, rng=rt.rng, correction=rt.options.correction)
     evidence = rt.measure(subject, "C4", 1, None, lambda: claim.measure(subject, audit))
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1, evidence

@@ -10,6 +10,7 @@ and copy them into a preallocated float32 CPU buffer. Results live in memory for
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +40,16 @@ class SiteData:
     @property
     def d(self) -> int:
         return int(self.samples.shape[1])
+
+    @functools.cached_property
+    def decomposition(self) -> tuple[np.ndarray, np.ndarray]:
+        """`measures.spectrum.decompose(samples)`: computed once per run and shared by every claim
+        that fits this site's spectrum (C4, C5, C6), so each layer is diagonalised once."""
+        from polyaudit.measures.spectrum import decompose
+
+        eig, scores = decompose(self.samples)
+        eig.flags.writeable = scores.flags.writeable = False  # shared: read-only
+        return eig, scores
 
     @property
     def codes(self) -> np.ndarray:
@@ -112,13 +123,24 @@ class Capture:
     def get(self, site: Site) -> SiteData:
         if site in self._memory:
             return self._memory[site]
-        todo: list[Site] = []
-        for s in sorted(self._requested | {site}, key=lambda s: s.depth_key):
-            if s not in self._memory and not self._from_cache(s):
-                todo.append(s)
-        if todo:
+        todo = self._missing(self._requested | {site})
+        if todo and self.cache is not None:
+            # parallel workers (pytest-xdist) capture a (model, probe) once: the others wait for
+            # the lock and read the entries the first one wrote
+            with self.cache.lock(entry_key(self.loaded.sha256, self._digest, "capture", *self._key_extra)):
+                misses = self.stats.cache_misses
+                todo = self._missing(todo)  # another worker may have captured them meanwhile
+                self.stats.cache_misses = misses
+                if todo:
+                    self._forward(todo)
+        elif todo:
             self._forward(todo)
         return self._memory[site]
+
+    def _missing(self, sites: Iterable[Site]) -> list[Site]:
+        """Sites neither in memory nor in the disk cache, shallow to deep."""
+        return [s for s in sorted(sites, key=lambda s: s.depth_key)
+                if s not in self._memory and not self._from_cache(s)]
 
     def get_kind(self, kind: SiteKind) -> list[SiteData]:
         """All layers of one kind, shallow to deep."""
@@ -176,7 +198,7 @@ class Capture:
                 _Batch(b, min(b + bs, n_inputs), slice(b, min(b + bs, n_inputs)), None)
                 for b in starts
             ], None
-        seq_len = int(self.probe.inputs.shape[1])
+        seq_len = self.probe.rows_per_input  # token positions, or a CNN's spatial positions
         pos = np.asarray(self.probe.positions, dtype=np.int64)
         order: np.ndarray | None = np.argsort(pos[:, 0], kind="stable")
         if np.all(np.diff(pos[:, 0]) >= 0):
@@ -197,7 +219,7 @@ class Capture:
         device = adapter.device
         batches, order = self._plan(device)
         n = probe.n_samples
-        seq_len = int(probe.inputs.shape[1]) if probe.positions is not None else 1
+        seq_len = probe.rows_per_input if probe.positions is not None else 1
         buffers: dict[Site, torch.Tensor] = {}
         current: list[_Batch] = []
 

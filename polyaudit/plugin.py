@@ -42,6 +42,8 @@ OPT_BASELINE = "--baseline"
 OPT_SAVE_BASELINE = "--save-baseline"
 OPT_REPLACE_BASELINE = "--replace-baseline"
 OPT_TOLERANCE = "--tolerance"
+OPT_CORRECTION = "--correction"
+OPT_CACHE_MAX_GB = "--cache-max-gb"
 
 ROW_KEY = "polyaudit_row"
 
@@ -77,6 +79,7 @@ class Recorder:
     seen: set[str] = field(default_factory=set)
     written: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. what the cache cap evicted
     created: str = field(default_factory=_utc_stamp)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -89,13 +92,14 @@ class Recorder:
 RUNTIME = pytest.StashKey["Any"]()
 FAMILY_ERROR = pytest.StashKey[str]()
 RECORDER = pytest.StashKey[Recorder]()
+CACHE_CAP = pytest.StashKey["Any"]()  # polyaudit.cache_limit.CacheCap or None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("polyaudit", "polyaudit: interpretability claims as tests")
     g.addoption(OPT_MODEL, action="append", dest="polyaudit_models", metavar="SPEC", default=None,
                 help="model to audit (repeatable): HF hub id, local HF dir, zoo:NAME[?k=v], or "
-                     "package.module:factory. Default: zoo:mlp-digits.")
+                     "package.module:factory. Default: zoo:mlp-digits and zoo:cnn-digits?pos=all.")
     g.addoption(OPT_FAMILY, action="append", dest="polyaudit_families", metavar="FAMILY", default=None,
                 help="dropout family for C5 (repeatable): zoo:NAME[?rates=0,0.4,0.8&seeds=N&k=v] or "
                      "RATE=SPEC,RATE=SPEC,... Default: the family of each zoo --model.")
@@ -107,6 +111,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption(OPT_SEED, dest="polyaudit_seed", default="0", help="seed for every random choice (default 0)")
     g.addoption(OPT_PROFILE, dest="polyaudit_profile", default="default",
                 help="sample sizes and bootstrap counts: quick, default or paper")
+    g.addoption(OPT_CORRECTION, dest="polyaudit_correction", metavar="METHOD", default="holm",
+                help="multiple-comparison adjustment across a claim's layers/sites, whose adjusted p the "
+                     "verdict uses: holm (default, family-wise error) or bh (Benjamini-Hochberg, false "
+                     "discovery rate)")
     g.addoption(OPT_JSON, dest="polyaudit_json", metavar="PATH", default=None,
                 help="also write the JSON report to exactly PATH")
     g.addoption(OPT_REPORT_DIR, dest="polyaudit_report_dir", metavar="DIR", default="reports",
@@ -122,6 +130,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="activation and zoo cache (default $POLYAUDIT_CACHE or ~/.cache/polyaudit)")
     g.addoption(OPT_NO_CACHE, dest="polyaudit_no_cache", action="store_true",
                 help="do not read or write the activation cache")
+    g.addoption(OPT_CACHE_MAX_GB, dest="polyaudit_cache_max_gb", metavar="GB", default=None,
+                help="cap the cache folder at GB gigabytes: least recently used entries are evicted "
+                     "after the run (default $POLYAUDIT_CACHE_MAX_GB, else no cap)")
     g.addoption(*_names(OPT_MD, "pytest_md"), dest="polyaudit_md", metavar="PATH", default=None,
                 help="also write the Markdown report to exactly PATH")
     g.addoption(*_names(OPT_HTML, "pytest_html"), dest="polyaudit_html", metavar="PATH", default=None,
@@ -150,7 +161,7 @@ def _names(name: str, other_plugin: str) -> tuple[str, ...]:
 def _options(config: pytest.Config) -> Any:
     from polyaudit.profiles import get_profile
     from polyaudit.progress import progress_allowed
-    from polyaudit.runtime import DEFAULT_MODEL, DEVICES, DTYPES, RunOptions
+    from polyaudit.runtime import DEFAULT_MODELS, DEVICES, DTYPES, RunOptions
 
     o = config.option
     seed_txt = str(o.polyaudit_seed)
@@ -164,7 +175,12 @@ def _options(config: pytest.Config) -> Any:
         profile = get_profile(o.polyaudit_profile)
     except PolyauditError as e:
         raise pytest.UsageError(str(e)) from None
-    models = tuple(dict.fromkeys(o.polyaudit_models or [DEFAULT_MODEL]))
+    from polyaudit.stats import CORRECTIONS
+
+    if o.polyaudit_correction not in CORRECTIONS:
+        raise pytest.UsageError(f"unknown correction {o.polyaudit_correction!r}: use one of "
+                                f"{', '.join(CORRECTIONS)} (holm: family-wise error; bh: false discovery rate)")
+    models = tuple(dict.fromkeys(o.polyaudit_models or DEFAULT_MODELS))
     families = tuple(dict.fromkeys(o.polyaudit_families or []))
     try:
         from polyaudit.models.family import parse_family
@@ -180,7 +196,7 @@ def _options(config: pytest.Config) -> Any:
         strict=o.polyaudit_strict or bool(getattr(o, "strict", False)), revision=o.polyaudit_revision,
         trust_remote_code=o.polyaudit_trust_remote_code, cache_dir=o.polyaudit_cache_dir,
         use_cache=not o.polyaudit_no_cache, progress=verbose >= 0 and progress_allowed(),
-        families=families,
+        families=families, correction=o.polyaudit_correction,
     )
 
 
@@ -193,6 +209,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "plugin captures the named site kinds once per model and records the verdict row",
     )
     config.stash[RUNTIME] = Runtime(_options(config))
+    from polyaudit.threads import share_cores
+
+    share_cores()  # a pytest-xdist worker takes its share of the cores
+    from polyaudit.cache_limit import cap_from_config
+
+    try:
+        config.stash[CACHE_CAP] = cap_from_config(config.option.polyaudit_cache_max_gb,
+                                                  config.option.polyaudit_cache_dir)
+    except PolyauditError as e:
+        raise pytest.UsageError(str(e)) from None
     from polyaudit.progress import set_capture_suspender
     from polyaudit.report.gate import GATE, Gate
 
@@ -257,6 +283,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                 int(marker.kwargs.get("min_samples", 0)))
         for spec in dict.fromkeys(s for s, _ in needs):
             runtime.subject(spec).prepare()
+        from polyaudit.memory import check_subject_capture
+
+        kinds: dict[tuple[str, Any], set[str]] = {}
+        for spec, marker in needs:
+            if marker is not None:
+                kinds.setdefault((spec, marker.kwargs.get("probe")), set()).update(marker.kwargs.get("sites", ()))
+        for (spec, probe), site_kinds in kinds.items():
+            check_subject_capture(runtime.subject(spec), probe, sorted(site_kinds))
     except PolyauditError as e:
         raise pytest.UsageError(str(e)) from None
 
@@ -342,6 +376,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from polyaudit.report.writer import write_reports
 
         write_reports(config, recorder)
+    cap = config.stash.get(CACHE_CAP, None)
+    if cap is not None:
+        recorder.notes.extend(cap.enforce())
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -355,6 +392,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     summary = config.stash[RUNTIME].cache_summary()
     if summary:
         terminalreporter.write_line(f"polyaudit cache: {summary}")
+    for note in recorder.notes:
+        terminalreporter.write_line(f"polyaudit cache: {note}")
     for path in recorder.written:
         terminalreporter.write_line(f"polyaudit report written: {path}")
     for problem in recorder.problems:

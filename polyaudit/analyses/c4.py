@@ -40,9 +40,9 @@ def alpha_depth(
     """`layers`: per-layer SiteData (shallow to deep) — `.samples` [n, d], `.groups`, `.n_nonfinite`.
     `rank_bound`: the architecture's bound on the activations' rank (Adapter.rank_bound), so the
     fit range never reaches into dimensions that hold only rounding noise."""
+    from polyaudit.analyses.coding import decomposition_of
     from polyaudit.measures.spectrum import (
         bootstrap_alphas,
-        decompose,
         default_ranks,
         effective_dims,
         fit_power_law,
@@ -60,7 +60,7 @@ def alpha_depth(
     n, d = layers[0].samples.shape
     groups = layers[0].groups
     try:
-        parts = [decompose(data.samples) for data in layers]  # one eigendecomposition per layer
+        parts = [decomposition_of(data) for data in layers]  # one eigendecomposition per layer and run
         # one rank range for every layer, inside what the lowest-rank layer resolves
         dims = min(effective_dims(eig) for eig, _ in parts)
         fit_ranks = ranks or default_ranks(n, min(dims, rank_bound or dims))

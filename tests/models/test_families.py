@@ -137,6 +137,20 @@ def test_half_precision_checkpoints(tmp_path: Path, family: str, dtype: str) -> 
     assert torch.isfinite(lm.adapter.logits(ids, mask)).all()
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_half_precision_halves_weight_memory(tiny_models: dict[str, Path], family: str, dtype: str) -> None:
+    """README "Large models": --dtype bfloat16/float16 loads a float32 checkpoint's weights in half the
+    memory (small buffers such as rotary frequencies may stay float32, as transformers keeps them)."""
+    def weight_bytes(lm: LoadedModel) -> int:
+        return sum(t.numel() * t.element_size() for t in lm.model.parameters())
+
+    full = load_model(str(tiny_models[family]))
+    half = load_model(str(tiny_models[family]), dtype=dtype)
+    assert full.adapter.dtype == torch.float32 and half.adapter.dtype == getattr(torch, dtype)
+    assert weight_bytes(half) * 2 == weight_bytes(full)
+
+
 def test_float32_override(tmp_path: Path) -> None:
     lm = load_model(
         str(build_tiny("gpt2", tmp_path / "g16", dtype="float16", n_layers=1)), dtype="float32"
