@@ -2,10 +2,11 @@
 
 - audit: C4 (capture of every layer's residual stream and MLP pre-activations, one
   eigendecomposition per layer, the paired bootstrap) on a GPT-2-shaped checkpoint (`mini` =
-  6 x 384 unless asked otherwise), default profile, over N and 10 N sequences of 256 tokens.
-  Samples kept per site are capped by the profile (`max_samples`), so tokens past the cap cost
-  forward time, not memory: forward passes run batch by batch, activations go to disk as float16,
-  spline codes bit-packed. Target: 10x the tokens, < 1.5x the peak memory.
+  6 x 384 unless asked otherwise), default profile (64 sequences of 256 tokens) and the same with
+  10x the sequences. Samples kept per site stay within the profile's budget (`max_samples`: more
+  sequences, fewer positions each), so tokens past it cost forward time, not memory: forward passes
+  run batch by batch, activations go to disk as float16, spline codes bit-packed. Target: 10x the
+  tokens, < 1.5x the peak memory.
 - streaming spectrum: `eigenspectrum_streaming` over 10x the rows (chunks of 4,096 x 768) against
   1x: the covariance is accumulated in O(d^2), whatever the number of rows.
 
@@ -69,7 +70,7 @@ def _spawn(*args: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(size: str = "mini", n_seq: int = 24) -> dict[str, Any]:
+def run(size: str = "mini", n_seq: int = 64) -> dict[str, Any]:
     from benchmarks.bench_audit import SHAPES, build_gpt2
 
     with tempfile.TemporaryDirectory() as tmp:

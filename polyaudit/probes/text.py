@@ -107,7 +107,8 @@ def text_probe(
 ) -> ProbeSet:
     """Tokenize `text` once, cut it into non-overlapping chunks of L = min(profile.seq_len,
     max_positions) tokens, pick profile.n_seq chunks with a seeded rng, and keep k evenly spaced
-    positions of each after the (scaled) skip.
+    positions of each after the (scaled) skip, k at most profile.max_samples // n_seq (the kept
+    samples stay within the profile's budget however many sequences are asked for).
 
     Fewer chunks than profile.n_seq: all are used and meta["capped"] is True.
     """
@@ -129,6 +130,10 @@ def text_probe(
         )
     rng = np.random.default_rng(seed)
     n_seq = min(profile.n_seq, n_chunks)
+    # the profile's sample budget: more sequences spread it over more contexts (fewer positions per
+    # sequence) instead of growing every claim's memory with the number of tokens
+    k_budget = max(1, profile.max_samples // n_seq)
+    k = min(k, k_budget)
     chosen = np.sort(rng.choice(n_chunks, size=n_seq, replace=False))
     chunks = ids[: n_chunks * seq_len].reshape(n_chunks, seq_len)[chosen]
     pos = sample_positions(seq_len, k, skip)

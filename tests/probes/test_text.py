@@ -171,6 +171,19 @@ def test_short_context_scales_skip(tokenizer: Any) -> None:
     assert probe.positions.shape[0] == QUICK.n_seq * k
 
 
+@pytest.mark.parametrize("n_seq", [QUICK.n_seq, 10 * QUICK.n_seq])
+def test_kept_samples_stay_within_the_profile_budget(tokenizer: Any, n_seq: int) -> None:
+    """More sequences spread the profile's sample budget over more contexts: 10x the tokens keep
+    at most max_samples positions, still evenly spaced after the skip in every sequence."""
+    profile = QUICK.with_overrides(n_seq=n_seq)
+    probe = text_probe("text:stdlib", stdlib_text(), tokenizer, profile, None, seed=0)
+    n = probe.inputs.shape[0]
+    k = probe.meta["k_per_seq"]
+    assert probe.positions.shape[0] == n * k <= profile.max_samples
+    assert k == min(QUICK.k_per_seq, profile.max_samples // n)
+    assert np.array_equal(probe.positions[:k, 1], sample_positions(profile.seq_len, k, profile.skip))
+
+
 def test_capped_when_text_is_short(tokenizer: Any) -> None:
     text = stdlib_text()[:20_000]
     probe = text_probe("text:stdlib", text, tokenizer, PROFILES["paper"], 128, seed=0)
