@@ -1,0 +1,84 @@
+"""Golden report rows: the numbers the audit gives, recorded so a change that must not move them
+(a refactor) is checked byte for byte.
+
+    python -m tests.golden.golden record    # (re)write tests/golden/rows/*.json: an explicit act
+    python -m tests.golden.golden check     # compare a fresh run with them (what the test does)
+
+Each case is one `pytest claims/` run in a subprocess with `--profile=quick --seed=0` and a private
+cache: the built-in default models, and every claim on a tiny checkpoint of each architecture family
+(`fixtures/tiny_models.py`, saved with save_pretrained, loaded as `--model=./dir`). A row keeps the
+fields a verdict rests on (effect, ci, p, p_adj, n, verdict, notes, details, ...), keyed by test id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+FOLDER = Path(__file__).resolve().parent / "rows"
+FIELDS = ("claim", "claim_version", "site", "statistic", "effect", "ci", "p", "p_adj", "n", "verdict",
+          "reason", "notes", "details")
+CASES: dict[str, tuple[str, ...]] = {"default": ()}  # case -> tiny families audited (none: the default)
+FAMILIES = ("gpt2", "gpt_neox", "llama", "opt", "bert")
+CASES.update({f"tiny-{fam}": (fam,) for fam in FAMILIES})
+
+
+def run_case(case: str, work: Path) -> dict[str, Any]:
+    """{test_id: {field: value}} of one `pytest claims/` run."""
+    from fixtures.tiny_models import build_tiny
+
+    models: list[str] = []
+    for fam in CASES[case]:
+        folder = work / fam
+        if not folder.exists():
+            build_tiny(fam, folder)
+        models.append(f"--model=./{fam}")
+    out = work / f"{case}.json"
+    env = {**os.environ, "POLYAUDIT_CACHE": str(work / f"cache-{case}"), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "claims"), "--profile=quick", "--seed=0", *models,
+           f"--json={out}", "--no-reports", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}"]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode > 1 or not out.exists():
+        raise RuntimeError(f"audit {case} did not run (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    doc = json.loads(out.read_text())
+    return {r["test_id"]: {k: r.get(k) for k in FIELDS} for r in doc["rows"]}
+
+
+def dumps(rows: Mapping[str, Any]) -> str:
+    return json.dumps(rows, sort_keys=True, indent=1, allow_nan=False) + "\n"
+
+
+def path_of(case: str) -> Path:
+    return FOLDER / f"{case}.json"
+
+
+def main(argv: list[str]) -> int:
+    what = argv[0] if argv else "check"
+    cases = argv[1:] or list(CASES)
+    FOLDER.mkdir(exist_ok=True)
+    bad = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            text = dumps(run_case(case, Path(tmp)))
+            if what == "record":
+                path_of(case).write_text(text)
+                print(f"recorded {path_of(case)}")
+            elif text != path_of(case).read_text():
+                bad += 1
+                print(f"{case}: rows differ from {path_of(case)}")
+            else:
+                print(f"{case}: identical")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
