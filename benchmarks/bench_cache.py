@@ -26,7 +26,7 @@ def _claim_module() -> Any:
 def _c4_once(ckpt: Path, cache: Path, profile: str) -> tuple[float, float, dict[str, Any]]:
     """(load seconds, C4 seconds, evidence) for one run with a fresh Runtime."""
     from polyaudit.profiles import get_profile
-    from polyaudit.runtime import RunOptions, Runtime
+    from polyaudit.run.runtime import RunOptions, Runtime
 
     claim = _claim_module()
     rt = Runtime(RunOptions(models=(str(ckpt),), cache_dir=str(cache), profile=get_profile(profile)))

@@ -43,13 +43,14 @@ def _projection_ratio(repeats: int = 3) -> dict[str, Any]:
 
 def run(profile: str = "default") -> dict[str, Any]:
     from polyaudit.analyses import c5, c6
-    from polyaudit.analyses.c5_collect import measure_family, measure_single
-    from polyaudit.analyses.c6_collect import collect
     from polyaudit.analyses.coding import compute_threads
-    from polyaudit.analyses.unit_dropout import unit_site_kind
-    from polyaudit.models.family import load_family, parse_family
+    from polyaudit.interventions.dropout_runs import measure_family, measure_single
+    from polyaudit.interventions.stimuli import collect
+    from polyaudit.interventions.unit_dropout import unit_site_kind
+    from polyaudit.models.family import parse_family
     from polyaudit.profiles import get_profile
-    from polyaudit.runtime import RunOptions, Runtime
+    from polyaudit.run.family import load_family
+    from polyaudit.run.runtime import RunOptions, Runtime
 
     out: dict[str, Any] = {"profile": profile, "families": {}}
     with tempfile.TemporaryDirectory() as cache:
@@ -66,7 +67,8 @@ def run(profile: str = "default") -> dict[str, Any]:
             t2 = time.perf_counter()
             measured = measure_family([(m.rate, sub) for m, sub in fam.members], rng=rt.rng("bench", spec),
                                       batch_size=prof.batch_size)
-            evidence = c5.family_evidence(measured, n_boot=prof.n_boot, n_perm=prof.n_perm, rng=rt.rng("stats"))
+            evidence = c5.SPEC.adjust(c5.family_evidence(measured, n_boot=prof.n_boot, n_perm=prof.n_perm,
+                                                           rng=rt.rng("stats")))
             t3 = time.perf_counter()
             first = fam.members[0][1]  # the family's rate-0 seed-0 model: C5 single + C6 on it
             with compute_threads(first.loaded.model):

@@ -34,7 +34,7 @@ def _peak_mib() -> float:
 
 def _child_audit(model: str, n_seq: int, cache: str) -> dict[str, Any]:
     from polyaudit.profiles import get_profile
-    from polyaudit.runtime import RunOptions, Runtime
+    from polyaudit.run.runtime import RunOptions, Runtime
 
     spec = importlib.util.spec_from_file_location("c4_claim", ROOT / "claims" / "test_c4_alpha_depth.py")
     assert spec is not None and spec.loader is not None

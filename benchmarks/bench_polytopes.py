@@ -131,9 +131,9 @@ def _gpt2(size: str, folder: Path) -> Any:
 
 def _lens_times(loaded: Any, profile_name: str) -> dict[str, Any]:
     from polyaudit.analyses import c1, c2, c3
-    from polyaudit.analyses.downstream import make_downstream
-    from polyaudit.analyses.lens_collect import depth_layers, site_for
     from polyaudit.capture import Capture
+    from polyaudit.interventions.evaluators import make_downstream
+    from polyaudit.interventions.lens import depth_layers, site_for
     from polyaudit.probes.registry import build_probe
     from polyaudit.profiles import get_profile
 
@@ -155,7 +155,7 @@ def _lens_times(loaded: Any, profile_name: str) -> dict[str, Any]:
     for claim, fn, settings in (("C2", c2.boundaries_track_semantics, c2.settings_for(profile.name)),
                                 ("C3", c3.direction_validity, c3.settings_for(profile.name))):
         site, name = site_for(ad, claim)
-        from polyaudit.analyses.downstream import Contexts
+        from polyaudit.interventions.downstream import Contexts
 
         if probe.positions is not None:
             seq = probe.positions[:, 0]

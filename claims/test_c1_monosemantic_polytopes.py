@@ -6,7 +6,8 @@ better than regions named by directions. At the MLP pre-activation of the first,
 layer the same labelled samples are cut into K clusters by spline code (Hamming geometry), by
 direction, by most active neuron and by random hyperplanes (control). Effect per baseline:
 H(label | baseline clusters) - H(label | polytope clusters) in bits, averaged over 4 restarts of
-every clustering, bootstrap CI over samples and restarts, label-permutation p, Holm across layers x baselines. Degenerate clusterings are ERROR. For language
+every clustering, bootstrap CI over samples and restarts, label-permutation p, adjusted across
+layers x baselines. Degenerate clusterings are ERROR. For language
 models, token identity is scored too (details): on the labelled samples, and on the text probe
 sampled as in the paper (evenly spaced tokens per sequence after a skip).
 """
@@ -16,8 +17,7 @@ import dataclasses
 import pytest
 
 from polyaudit.analyses import c1
-from polyaudit.analyses.common import adjust_evidence
-from polyaudit.analyses.lens_collect import (
+from polyaudit.interventions.lens import (
     DEPTHS,
     capture,
     codes_note,
@@ -51,8 +51,7 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
         name = "-" if layer is None else adapter.site("mlp_pre", layer).name
         if skip or layer is None:
             reason = skip or f"the model has {adapter.n_layers} layer(s): slot {depth!r} repeats an earlier layer"
-            rows.update({f"{depth}/{b}": Evidence.skipped(c1.CLAIM, c1.VERSION, f"{name}/{b}", c1.STATISTIC, reason)
-                         for b in c1.BASELINES})
+            rows.update({f"{depth}/{b}": c1.SPEC.skipped(f"{name}/{b}", reason) for b in c1.BASELINES})
             continue
         site = adapter.site("mlp_pre", layer)
         data = capture(subject, spec).get(site)
@@ -68,11 +67,10 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
         for b, ev in found.items():
             rows[f"{depth}/{b}"] = (ev if text is None else
                                     dataclasses.replace(ev, details={**ev.details, "token_identity_text": text}))
-    return adjust_evidence(rows, method=audit.correction)
+    return rows
 
 
-@pytest.mark.claim(c1.CLAIM, version=c1.VERSION, name="monosemantic", sites=("mlp_pre",),
-                   min_samples=c1.MIN_SAMPLES, statistic=c1.STATISTIC)
+@pytest.mark.claim(c1.SPEC, check="monosemantic")
 @pytest.mark.parametrize("baseline", c1.BASELINES)
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_polytopes_more_monosemantic_than(subject, depth, baseline, audit):

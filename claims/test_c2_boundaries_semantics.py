@@ -8,16 +8,15 @@ residual stream of a transformer) is interpolated between pairs of samples with 
 Jensen-Shannon divergence of successive outputs. Effect: mean per-path Spearman, bootstrap CI over
 paths; control row: different-label paths cross more boundaries than same-label paths (Cliff's
 delta). Convolutional networks are interpolated between images in pixels and again in a middle
-layer (`hidden/...` rows; SKIPPED on other models). Holm across the rows.
+layer (`hidden/...` rows; SKIPPED on other models). Adjusted across the rows.
 """
 
 import numpy as np
 import pytest
 
 from polyaudit.analyses import c2
-from polyaudit.analyses.common import adjust_evidence
-from polyaudit.analyses.downstream import make_downstream
-from polyaudit.analyses.lens_collect import (
+from polyaudit.interventions.evaluators import make_downstream
+from polyaudit.interventions.lens import (
     downstream_skip,
     hidden_site,
     labelled_probe,
@@ -35,9 +34,7 @@ def paths_at(subject, audit, spec, site, name, skip) -> dict[str, Evidence]:
     """C2's three rows for paths at one site (None: the input)."""
     skip = skip or downstream_skip(subject.adapter, site, subject.loaded)
     if skip:
-        stats = {"diff-vs-same": c2.STAT_CONTRAST}
-        return {k: Evidence.skipped(c2.CLAIM, c2.VERSION, f"{name}/{k}", stats.get(k, c2.STAT_TRACK), skip)
-                for k in c2.ROWS}
+        return {k: c2.SPEC.skipped(f"{name}/{k}", skip, stat=c2.ROW_STAT[k]) for k in c2.ROWS}
     acts, labels, contexts = site_activations(subject, spec, site)
     down = make_downstream(subject.loaded, site, contexts)
     return c2.boundaries_track_semantics(
@@ -52,15 +49,13 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
     rows = paths_at(subject, audit, spec, site, name, skip)
     hidden = hidden_site(subject.adapter)
     if hidden is None:
-        rows.update({f"hidden/{k}": Evidence.skipped(c2.CLAIM, c2.VERSION, f"hidden/{k}", ev.statistic, NOT_CNN)
-                     for k, ev in list(rows.items())})
+        rows.update({f"hidden/{k}": c2.SPEC.skipped(f"hidden/{k}", NOT_CNN, stat=c2.ROW_STAT[k]) for k in c2.ROWS})
     else:
         rows.update({f"hidden/{k}": ev for k, ev in paths_at(subject, audit, spec, hidden, hidden.name, skip).items()})
-    return adjust_evidence(rows, method=audit.correction)
+    return rows
 
 
-@pytest.mark.claim(c2.CLAIM, version=c2.VERSION, name="boundaries-track-semantics",
-                   sites=("mlp_pre", "resid"), min_samples=2 * c2.MIN_PATHS, statistic=c2.STAT_TRACK)
+@pytest.mark.claim(c2.SPEC, check="boundaries-track-semantics")
 @pytest.mark.parametrize("path", c2.ROWS + HIDDEN)
 def test_boundaries_track_semantic_change(subject, path, audit):
     spec, skip = labelled_probe(subject, 2 * c2.MIN_PATHS)

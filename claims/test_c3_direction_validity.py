@@ -8,16 +8,15 @@ replaced by c h over a log-spaced grid of scales, and moved along a class-mean d
 Effect (version 2): per grid step, boundaries crossed vs JS divergence; mean Spearman of each input's
 own pair minus the mean against other inputs' crossings (which share the grid's geometry but not the
 input's boundaries), permutation p over the pairing, bootstrap CI over inputs; validity radii in
-details. Holm across the two rows.
+details. Adjusted across the two rows.
 """
 
 import numpy as np
 import pytest
 
 from polyaudit.analyses import c3
-from polyaudit.analyses.common import adjust_evidence
-from polyaudit.analyses.downstream import make_downstream
-from polyaudit.analyses.lens_collect import (
+from polyaudit.interventions.evaluators import make_downstream
+from polyaudit.interventions.lens import (
     downstream_skip,
     labelled_probe,
     site_activations,
@@ -31,18 +30,16 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
     site, name = site_for(adapter, c3.CLAIM)
     skip = skip or downstream_skip(adapter, site, subject.loaded)
     if skip:
-        return {k: Evidence.skipped(c3.CLAIM, c3.VERSION, f"{name}/{k}", c3.STATISTIC, skip) for k in c3.ROWS}
+        return {k: c3.SPEC.skipped(f"{name}/{k}", skip) for k in c3.ROWS}
     acts, labels, contexts = site_activations(subject, spec, site)
     down = make_downstream(subject.loaded, site, contexts)
-    rows = c3.direction_validity(
+    return c3.direction_validity(
         down, acts, labels, site=name, rng=audit.rng(c3.CLAIM, name),
         settings=c3.settings_for(audit.profile.name), n_boot=audit.profile.n_boot,
         ctx=np.arange(len(labels)), notes=f"probe {subject.probe(spec).name}")
-    return adjust_evidence(rows, method=audit.correction)
 
 
-@pytest.mark.claim(c3.CLAIM, version=c3.VERSION, name="direction-validity", sites=("mlp_pre", "resid"),
-                   min_samples=2 * c3.MIN_INPUTS, statistic=c3.STATISTIC)
+@pytest.mark.claim(c3.SPEC, check="direction-validity")
 @pytest.mark.parametrize("move", c3.ROWS)
 def test_semantic_change_follows_boundaries(subject, move, audit):
     spec, skip = labelled_probe(subject, 2 * c3.MIN_INPUTS)

@@ -4,36 +4,31 @@ Marshall & Kirchner 2024, "Understanding polysemanticity in neural networks thro
 (arXiv 2401.17975): the eigenvalues of a layer's activation covariance decay as lambda_n ~ n^alpha
 (alpha negative; the paper marks alpha = -1), and alpha changes systematically with depth.
 Measured at the residual stream and at the MLP pre-activation of every layer; the effect is
-Spearman(alpha, layer index) with a paired bootstrap CI, Holm-adjusted across the two sites.
+Spearman(alpha, layer index) with a paired bootstrap CI, adjusted across the two sites.
 """
 
 import pytest
 
 from polyaudit.analyses import c4
-from polyaudit.analyses.common import adjust_evidence
 from polyaudit.verdict import Evidence
-
-SITES = ("resid", "mlp_pre")
 
 
 def measure(subject, audit) -> dict[str, Evidence]:
     capture = subject.capture()
     evidence = {}
-    for site in SITES:
+    for site in c4.SITES:
         if site not in subject.adapter.site_kinds:
-            evidence[site] = Evidence.skipped(c4.CLAIM, c4.VERSION, site, c4.STATISTIC,
-                                              f"a {subject.adapter.family} model has no {site} site")
+            evidence[site] = c4.SPEC.skipped(site, f"a {subject.adapter.family} model has no {site} site")
             continue
         layers = capture.get_kind(site)
         evidence[site] = c4.alpha_depth(layers, site=site, n_boot=audit.profile.n_boot,
                                         rng=audit.rng(c4.CLAIM, subject.spec, site),
                                         rank_bound=subject.adapter.rank_bound(layers[0].site))
-    return adjust_evidence(evidence, method=audit.correction)
+    return evidence
 
 
-@pytest.mark.claim(c4.CLAIM, version=c4.VERSION, name="alpha-depth", sites=SITES,
-                   min_samples=c4.MIN_SAMPLES, statistic=c4.STATISTIC)
-@pytest.mark.parametrize("site", SITES)
+@pytest.mark.claim(c4.SPEC, check="alpha-depth")
+@pytest.mark.parametrize("site", c4.SITES)
 def test_alpha_changes_with_depth(subject, site, audit):
     evidence = audit.measure(subject, lambda: measure(subject, audit))[site]
     audit.conclude(evidence, subject)

@@ -16,7 +16,7 @@ from polyaudit.verdict import Evidence
 
 
 def measure(subject, audit) -> dict[str, Evidence]:
-    from polyaudit.analyses.c5_collect import measure_single
+    from polyaudit.interventions.dropout_runs import measure_single
 
     layers, increase, extra = measure_single(subject, rng=audit.rng(c5.CLAIM, subject.spec, "unit-dropout"),
                                              batch_size=audit.profile.batch_size)
@@ -26,7 +26,6 @@ def measure(subject, audit) -> dict[str, Evidence]:
                                        extra=extra)}
 
 
-@pytest.mark.claim(c5.CLAIM, version=c5.VERSION, name="unit-dropout", sites=("mlp_out", "resid"),
-                   min_samples=c5.MIN_SAMPLES, statistic=c5.STAT_SINGLE)
+@pytest.mark.claim(c5.SPEC, check="unit-dropout")
 def test_redundant_layers_lose_less(subject, audit):
     audit.conclude(audit.measure(subject, lambda: measure(subject, audit))["unit"], subject)

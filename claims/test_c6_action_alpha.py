@@ -6,37 +6,32 @@ circle through two token embeddings) on 1,000 random directions r ~ N(0, I/m). T
 projected trajectories (half their mean sum of squared successive differences) is larger where
 the eigenspectrum is flatter (alpha nearer 0). Effect: Spearman(action, alpha) across layers,
 paired bootstrap CI, p = max(bootstrap p, permutation p over the layers' orderings) (4 layers cannot
-reach significance), per site (residual stream, MLP pre-activation), Holm across sites.
+reach significance), per site (residual stream, MLP pre-activation), adjusted across sites.
 """
 
 import pytest
 
 from polyaudit.analyses import c6
-from polyaudit.analyses.common import adjust_evidence
 from polyaudit.verdict import Evidence
-
-SITES = ("resid", "mlp_pre")
 
 
 def measure(subject, audit) -> dict[str, Evidence]:
-    from polyaudit.analyses.c6_collect import collect
+    from polyaudit.interventions.stimuli import collect
 
     evidence = {}
-    for site in SITES:
+    for site in c6.SITES:
         if site not in subject.adapter.site_kinds:
-            evidence[site] = Evidence.skipped(c6.CLAIM, c6.VERSION, site, c6.STATISTIC,
-                                              f"a {subject.adapter.family} model has no {site} site")
+            evidence[site] = c6.SPEC.skipped(site, f"a {subject.adapter.family} model has no {site} site")
             continue
         layers, trajs, stimulus = collect(subject, site, audit.rng(c6.CLAIM, subject.spec, site, "stimulus"))
         evidence[site] = c6.action_alpha(layers, trajs, site=site, n_boot=audit.profile.n_boot,
                                          rng=audit.rng(c6.CLAIM, subject.spec, site),
                                          rank_bounds=[subject.adapter.rank_bound(d.site) for d in layers],
                                          extra={"stimulus": stimulus})
-    return adjust_evidence(evidence, method=audit.correction)
+    return evidence
 
 
-@pytest.mark.claim(c6.CLAIM, version=c6.VERSION, name="action-alpha", sites=SITES,
-                   min_samples=c6.MIN_SAMPLES, statistic=c6.STATISTIC)
-@pytest.mark.parametrize("site", SITES)
+@pytest.mark.claim(c6.SPEC, check="action-alpha")
+@pytest.mark.parametrize("site", c6.SITES)
 def test_action_tracks_alpha(subject, site, audit):
     audit.conclude(audit.measure(subject, lambda: measure(subject, audit))[site], subject)

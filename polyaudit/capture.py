@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from polyaudit.cache import ActivationCache, as_stored, entry_key
 from polyaudit.errors import PolyauditError
 from polyaudit.models.base import LoadedModel, Site, SiteKind
 from polyaudit.probes.base import ProbeSet
 from polyaudit.progress import progress_bar
+from polyaudit.store.activations import ActivationCache, as_stored, entry_key
 
 
 @dataclass(frozen=True)

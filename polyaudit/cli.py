@@ -88,7 +88,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     """Only polyaudit's own sub-folders of the root are touched, never the root itself."""
     import shutil
 
-    from polyaudit.paths import cache_root
+    from polyaudit.store.root import cache_root
 
     root = cache_root(args.cache_dir)
     if args.action == "prune":
@@ -110,7 +110,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def _cache_prune(root: Path, max_gb: str | None) -> int:
     import os
 
-    from polyaudit.cache_limit import ENV_MAX_GB, GB, parse_max_gb, prune, size_text
+    from polyaudit.store.limit import ENV_MAX_GB, GB, parse_max_gb, prune, size_text
 
     if max_gb is None and not os.environ.get(ENV_MAX_GB, "").strip():
         raise PolyauditError(f"cache prune needs a cap: pass --max-gb GB or set ${ENV_MAX_GB}")
@@ -128,7 +128,7 @@ def _console() -> Any:
 
 
 def _write(path: str, text: str) -> None:
-    from polyaudit.report.io import atomic_write_text
+    from polyaudit.serial import atomic_write_text
 
     try:
         atomic_write_text(path, text)
@@ -220,6 +220,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def discover_claims(folder: str | Path) -> list[dict[str, Any]]:
     """The claims in a folder of claim files: imported (not run) to read their `claim` markers."""
+    import pytest
+
+    from polyaudit.plugin.marker import read_marker
+
     root = Path(folder)
     if not root.is_dir():
         raise PolyauditError(f"no claims folder {root}: run from the project root or pass --claims DIR")
@@ -235,13 +239,18 @@ def discover_claims(folder: str | Path) -> list[dict[str, Any]]:
             for mark in getattr(fn, "pytestmark", []) if name.startswith("test") else []:
                 if mark.name != "claim":
                     continue
-                kw = mark.kwargs
+                try:
+                    claim = read_marker(mark, f"{path}::{name}")
+                except pytest.UsageError as e:
+                    raise PolyauditError(str(e)) from None
+                declared, check = claim.spec, claim.check
+                stat = declared.statistic(check.statistic)
                 out.append({
-                    "claim": str(mark.args[0] if mark.args else kw.get("id")),
-                    "version": int(mark.args[1] if len(mark.args) > 1 else kw.get("version", 1)),
-                    "name": kw.get("name", name), "statistic": kw.get("statistic", "-"),
-                    "sites": list(kw.get("sites", ())), "probe": kw.get("probe") or "per model",
-                    "min_samples": int(kw.get("min_samples", 0)), "file": str(path), "summary": summary,
+                    "claim": declared.id, "version": declared.version, "title": declared.title,
+                    "source": declared.source, "name": check.name, "statistic": stat.text,
+                    "predicted": stat.predicted, "statistics": {s.key: s.text for s in declared.statistics},
+                    "sites": list(check.sites), "probe": check.probe or "per model",
+                    "min_samples": check.min_samples, "file": str(path), "summary": summary,
                 })
     return sorted(out, key=lambda c: (c["claim"], c["name"]))
 

@@ -1,14 +1,66 @@
-"""Cores per process when pytest-xdist runs several workers on one machine.
+"""Thread counts, in one place: for small work, and per pytest-xdist worker.
 
-Each worker would otherwise start torch and BLAS with a thread per core, and `-n 2` on two cores
-runs four busy threads on two cores: the workers slow each other down (spinning BLAS threads
-measured 3-10x slower on a loaded 2-core machine). A worker takes its share of the cores instead,
-unless the user fixed the thread count with OMP_NUM_THREADS.
+- `blas_threads(n)` / `torch_threads(n)`: context managers that set the BLAS/OpenMP (threadpoolctl)
+  or torch thread count and restore it after. Many small eigendecompositions, k-means runs, tiny
+  forward passes and zoo trainings gain nothing from parallelism and lose a lot to oversubscription
+  on a busy machine (see benchmarks/README.md); one thread also makes floating-point reductions
+  independent of the core count.
+- `compute_threads(model)`: one torch and one BLAS thread while working on a small model.
+- `share_cores()`: an xdist worker takes its share of the cores unless OMP_NUM_THREADS is set
+  (`-n 2` on two cores would otherwise run four busy threads on two cores).
+
+torch is imported only by the functions that set its threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from typing import Any
+
+SMALL_MODEL = 5_000_000  # parameters: below this, torch and BLAS run on one thread
+SMALL_WIDTH = 2048  # units: below this, BLAS runs on one thread for spectra (a bootstrap is many small eighs)
+
+
+@contextlib.contextmanager
+def blas_threads(n: int = 1, enabled: bool = True) -> Iterator[None]:
+    """BLAS and OpenMP limited to `n` threads for the duration (no change when not `enabled`)."""
+    if not enabled:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(n):
+        yield
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """torch limited to `n` threads for the duration; the previous setting is restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def compute_threads(model: Any) -> Iterator[None]:
+    """One torch thread and one BLAS thread while working on a small model (a torch module)."""
+    if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL:
+        yield
+        return
+    with torch_threads(1), blas_threads(1):
+        yield
+
+
+def small_width(width: int) -> bool:
+    """Whether spectra of this many units are small enough for one BLAS thread."""
+    return width < SMALL_WIDTH
 
 
 def worker_share() -> int | None:

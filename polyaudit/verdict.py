@@ -113,7 +113,7 @@ def decide(ev: Evidence, alpha: float = 0.05) -> Verdict:
 
 def evidence_to_dict(ev: Evidence) -> dict[str, Any]:
     """JSON-ready form of Evidence (non-finite floats become None)."""
-    from polyaudit.report.rows import jsonable
+    from polyaudit.serial import jsonable
 
     d = {f: getattr(ev, f) for f in Evidence.__dataclass_fields__}
     d["ci"] = list(ev.ci)

@@ -34,10 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.verdict import Evidence
 
-CLAIM = "C1"
-VERSION = 2
 STATISTIC = "H(label|baseline) - H(label|polytope) [bits]"
 BASELINES: tuple[str, ...] = ("direction", "neuron", "random")
 METHODS: tuple[str, ...] = ("polytope", *BASELINES)
@@ -45,6 +44,16 @@ MIN_SAMPLES = 100
 MIN_PER_CLUSTER = 20  # K is capped so that clusters average at least this many samples
 N_PERM_MIN = 1000  # label shuffles are cheap; 1/1001, the smallest p, survives Holm over 9 rows
 N_RESTARTS = 4  # independent clusterings per method; the CI resamples them
+
+SPEC = ClaimSpec(
+    id="C1", version=2, title="polytopes are more monosemantic than directions",
+    source="Black, Sharkey et al. 2022, Polytope Lens, prediction 1 (sec. 4)",
+    statistics=(Statistic("entropy-gap", STATISTIC, "positive", units="bits"),),
+    checks=(Check("monosemantic", "entropy-gap", sites=("mlp_pre",), min_samples=MIN_SAMPLES),),
+    plots=(PlotSpec("purity", reads=("methods",)),),
+    modules=("polyaudit.analyses.c1", "polyaudit.interventions.lens"),
+)
+CLAIM, VERSION = SPEC.id, SPEC.version
 
 
 def choose_k(n: int, n_labels: int) -> int:
@@ -115,7 +124,7 @@ def monosemanticity(
         resample_weights,
         weighted_entropies,
     )
-    from polyaudit.report.rows import encode_array
+    from polyaudit.serial import encode_array
     from polyaudit.stats import (
         bootstrap_p_value,
         bootstrap_resamples,
@@ -128,8 +137,7 @@ def monosemanticity(
     n = int(x.shape[0])
 
     def failed(reason: str, details: dict[str, Any] | None = None) -> dict[str, Evidence]:
-        return {b: Evidence.failed(CLAIM, VERSION, f"{site}/{b}", STATISTIC, reason, n=n,
-                                   details=details) for b in BASELINES}
+        return {b: SPEC.failed(f"{site}/{b}", reason, n=n, details=details) for b in BASELINES}
 
     if n < MIN_SAMPLES:
         return failed(f"{n} labelled samples, the claim needs at least {MIN_SAMPLES}")
@@ -173,13 +181,12 @@ def monosemanticity(
     for b in BASELINES:
         row_site = f"{site}/{b}"
         if b in broken:
-            rows[b] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC, f"{b} baseline: {broken[b]}",
-                                      n=n, details=common)
+            rows[b] = SPEC.failed(row_site, f"{b} baseline: {broken[b]}", n=n, details=common)
             continue
         bad = [m for m in ("polytope", b) if sizes[m].degenerate()]
         if bad:
-            rows[b] = Evidence.failed(
-                CLAIM, VERSION, row_site, STATISTIC,
+            rows[b] = SPEC.failed(
+                row_site,
                 f"degenerate {' and '.join(bad)} clustering: the largest cluster holds "
                 f"{max(sizes[m].largest_fraction for m in bad):.0%} of the samples (> {MAX_FRACTION:.0%})",
                 n=n, details=common)
@@ -190,9 +197,8 @@ def monosemanticity(
         centred = recentred(reps, effect)
         lo, hi = percentile_ci(centred)
         p = permutation_p_value(effect, (null[b] - null["polytope"]).mean(axis=0), alternative="two-sided")
-        rows[b] = Evidence(
-            claim=CLAIM, claim_version=VERSION, site=row_site, statistic=STATISTIC,
-            effect=float(effect), ci=(float(lo), float(hi)), p=float(p), n=n, predicted="positive",
+        rows[b] = SPEC.evidence(
+            row_site, effect=float(effect), ci=(float(lo), float(hi)), p=float(p), n=n,
             notes=(f"{notes}; " if notes else "") + f"K={k}, mean of {restarts} restarts, H polytope {h['polytope']:.2f} vs "
                   f"{b} {h[b]:.2f} bits (H(label) {common['H_label']:.2f}); AMI "
                   f"{ami['polytope']:.2f} vs {ami[b]:.2f}",

@@ -4,7 +4,7 @@ Black, Sharkey et al. 2022 (prediction 2, sec. 5): where a path through activati
 many polytope boundaries, the network's output changes a lot; where it crosses few, little. For
 pairs of samples (different labels; same-label pairs as a control) the activation at a site is
 interpolated (linear and spherical) in `steps` steps; on each step we count the downstream
-boundaries crossed (code changes of every later layer, see `polyaudit.analyses.paths`: exact for
+boundaries crossed (code changes of every later layer, see `polyaudit.analyses.polylines`: exact for
 ReLU nets, dense sampling + bisection otherwise) and the semantic change, the Jensen-Shannon
 divergence (bits) between the output distributions at its two ends.
 
@@ -23,16 +23,27 @@ from typing import Any
 
 import numpy as np
 
-from polyaudit.analyses.paths import lerp, slerp, summarize_paths
+from polyaudit.analyses.polylines import describe, lerp, slerp, summarize_paths
+from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.verdict import Evidence
 
-CLAIM = "C2"
-VERSION = 1
 STAT_TRACK = "mean per-path spearman(boundaries crossed, JS divergence) per step"
 STAT_CONTRAST = "cliffs delta(crossings per path: different-label vs same-label)"
 ROWS: tuple[str, ...] = ("linear", "slerp", "diff-vs-same")
+ROW_STAT = {"linear": "track", "slerp": "track", "diff-vs-same": "contrast"}  # the statistic of each row
 MIN_PATHS = 8
 N_BOOT_MIN = 1000  # resampling a mean is cheap; 2/1001, the smallest bootstrap p, survives Holm
+
+SPEC = ClaimSpec(
+    id="C2", version=1, title="polytope boundaries track semantic boundaries",
+    source="Black, Sharkey et al. 2022, Polytope Lens, prediction 2 (sec. 5)",
+    statistics=(Statistic("track", STAT_TRACK, "positive", units="Spearman rho"),
+                Statistic("contrast", STAT_CONTRAST, "positive", units="Cliff's delta")),
+    checks=(Check("boundaries-track-semantics", "track", sites=("mlp_pre", "resid"), min_samples=2 * MIN_PATHS),),
+    plots=(PlotSpec("paths", reads=("boundary_density", "semantic_change", "crossings_diff", "crossings_same")),),
+    modules=("polyaudit.analyses.c2", "polyaudit.interventions.lens", "polyaudit.interventions.evaluators"),
+)
+CLAIM, VERSION = SPEC.id, SPEC.version
 
 
 @dataclass(frozen=True)
@@ -110,9 +121,8 @@ def boundaries_track_semantics(
 ) -> dict[str, Evidence]:
     """C2 rows for one site. `acts` [n, d]: the site's activation of each sample; `ctx` [n]: the
     context each sample's activation is written back into (None: the site is the input);
-    `down`: a Downstream (see `polyaudit.analyses.downstream`)."""
-    from polyaudit.analyses.downstream import describe
-    from polyaudit.report.rows import encode_array
+    `down`: a Downstream (see `polyaudit.interventions.downstream`)."""
+    from polyaudit.serial import encode_array
     from polyaudit.stats import (
         bootstrap_p_value,
         bootstrap_resamples,
@@ -127,16 +137,16 @@ def boundaries_track_semantics(
     note = "; ".join(s for s in (notes, how) if s)
 
     def fail(key: str, stat: str, reason: str, details: dict[str, Any] | None = None) -> Evidence:
-        return Evidence.failed(CLAIM, VERSION, f"{site}/{key}", stat, reason, n=n, details=details)
+        return SPEC.failed(f"{site}/{key}", reason, stat=stat, n=n, details=details)
 
     if not np.all(np.isfinite(x)):
-        return {k: fail(k, STAT_TRACK, "site activations contain NaN/inf") for k in ROWS}
+        return {k: fail(k, "track", "site activations contain NaN/inf") for k in ROWS}
     g_diff, g_same, g_lin, g_slerp, g_boot = rng.spawn(5)
     diff = draw_pairs(y, settings.n_paths, g_diff, same=False)
     same = draw_pairs(y, settings.n_paths, g_same, same=True)
     if len(diff) < MIN_PATHS:
         reason = f"only {len(diff)} pairs with different labels (need {MIN_PATHS})"
-        return {k: fail(k, STAT_TRACK, reason) for k in ROWS}
+        return {k: fail(k, "track", reason) for k in ROWS}
     walks: dict[str, Any] = {}
     for kind in ("linear", "slerp"):
         pairs = np.concatenate([diff, same]) if kind == "linear" else diff
@@ -162,7 +172,7 @@ def boundaries_track_semantics(
         if not w.exact:
             details.update(sub=settings.sub, levels=settings.levels)
         if valid.size < MIN_PATHS:
-            rows[kind] = fail(kind, STAT_TRACK, f"only {valid.size} of {n_diff} paths cross a varying "
+            rows[kind] = fail(kind, "track", f"only {valid.size} of {n_diff} paths cross a varying "
                               f"number of boundaries (need {MIN_PATHS})", details)
             continue
         idx = np.stack(bootstrap_resamples(valid.size, max(n_boot, N_BOOT_MIN), g))
@@ -170,10 +180,10 @@ def boundaries_track_semantics(
         lo, hi = percentile_ci(reps)
         details["boot_effect"] = encode_array(reps)
         details["boot_units"] = units_digest(np.flatnonzero(np.isfinite(rho)))
-        rows[kind] = Evidence(
-            claim=CLAIM, claim_version=VERSION, site=f"{site}/{kind}", statistic=STAT_TRACK,
+        rows[kind] = SPEC.evidence(
+            f"{site}/{kind}", stat="track",
             effect=float(valid.mean()), ci=(float(lo), float(hi)), p=float(bootstrap_p_value(reps)),
-            n=int(valid.size), predicted="positive",
+            n=int(valid.size),
             notes=f"{note}; {valid.size}/{n_diff} paths with varying counts, "
                   f"{counts.sum(axis=1).mean():.1f} crossings per path",
             details=details,
@@ -182,16 +192,15 @@ def boundaries_track_semantics(
     tot = lin.counts.sum(axis=1).astype(float)
     t_diff, t_same = tot[:n_diff], tot[n_diff:]
     if len(t_same) < MIN_PATHS:
-        rows["diff-vs-same"] = fail("diff-vs-same", STAT_CONTRAST,
+        rows["diff-vs-same"] = fail("diff-vs-same", "contrast",
                                     f"only {len(t_same)} same-label pairs (need {MIN_PATHS})")
         return rows
     delta, lo, hi, p = cliffs_delta_with_ci(t_diff, t_same, max(n_boot, N_BOOT_MIN), g_boot)
     length = np.linalg.norm(x[np.concatenate([diff, same])[:, 0]] - x[np.concatenate([diff, same])[:, 1]], axis=1)
     density = tot / np.maximum(length, 1e-12)
-    rows["diff-vs-same"] = Evidence(
-        claim=CLAIM, claim_version=VERSION, site=f"{site}/diff-vs-same", statistic=STAT_CONTRAST,
+    rows["diff-vs-same"] = SPEC.evidence(
+        f"{site}/diff-vs-same", stat="contrast",
         effect=float(delta), ci=(float(lo), float(hi)), p=float(p), n=int(tot.size),
-        predicted="positive",
         notes=f"{note}; median crossings {np.median(t_diff):.0f} (different labels) vs "
               f"{np.median(t_same):.0f} (same label)",
         details={

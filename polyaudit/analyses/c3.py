@@ -9,7 +9,7 @@ activation of another (seeded, random) class and of x's own class, t in [-t_max,
 reference). Both grids reach out on two sides of the reference, so the two sides can disagree
 (crossings and semantic change both grow away from the reference on each side). At each point:
   boundaries crossed  downstream crossings between the reference and the point along the ray
-                      (exact for ReLU nets, see `polyaudit.analyses.paths`);
+                      (exact for ReLU nets, see `polyaudit.analyses.polylines`);
   semantic change     KL(p_ref || p_point) in bits, and whether the top output flips.
 Row effect (keys "scale", "direction"), version 2: own alignment versus mismatch
 (`polyaudit.analyses.alignment`). Per grid step k of input i: the boundaries crossed on the step,
@@ -38,15 +38,24 @@ from typing import Any
 
 import numpy as np
 
-from polyaudit.analyses.paths import summarize_paths
+from polyaudit.analyses.polylines import describe, summarize_paths
+from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.verdict import Evidence
 
-CLAIM = "C3"
-VERSION = 2
 STATISTIC = "own - mismatched spearman(boundaries crossed, JS) per grid step"
 ROWS: tuple[str, ...] = ("scale", "direction")
 MIN_INPUTS = 8
 N_BOOT_MIN = 1000  # reweighting the alignment matrix is cheap
+
+SPEC = ClaimSpec(
+    id="C3", version=2, title="directions have validity regions bounded by polytope boundaries",
+    source="Black, Sharkey et al. 2022, Polytope Lens, prediction 3 (sec. 5, Fig. 3)",
+    statistics=(Statistic("alignment", STATISTIC, "positive", units="Spearman rho"),),
+    checks=(Check("direction-validity", "alignment", sites=("mlp_pre", "resid"), min_samples=2 * MIN_INPUTS),),
+    plots=(PlotSpec("scales", reads=("grid", "mean_kl", "mean_crossings", "reference")),),
+    modules=("polyaudit.analyses.c3", "polyaudit.interventions.lens", "polyaudit.interventions.evaluators"),
+)
+CLAIM, VERSION = SPEC.id, SPEC.version
 
 
 @dataclass(frozen=True)
@@ -141,17 +150,15 @@ def direction_validity(
     of the permutation test (at least `alignment.N_PERM_MIN`)."""
     from polyaudit.analyses.alignment import alignment_test, varying
     from polyaudit.analyses.c2 import units_digest
-    from polyaudit.analyses.downstream import describe
     from polyaudit.errors import PolyauditError
-    from polyaudit.report.rows import encode_array
+    from polyaudit.serial import encode_array
 
     x = np.asarray(acts, dtype=np.float64)
     y = np.asarray(labels)
     n = x.shape[0]
     note = "; ".join(s for s in (notes, describe(down)) if s)
     if not np.all(np.isfinite(x)):
-        return {k: Evidence.failed(CLAIM, VERSION, f"{site}/{k}", STATISTIC,
-                                   "site activations contain NaN/inf", n=n) for k in ROWS}
+        return {k: SPEC.failed(f"{site}/{k}", "site activations contain NaN/inf", n=n) for k in ROWS}
     g_pick, g_dir, g_scale, g_move = rng.spawn(4)
     chosen = np.sort(g_pick.choice(n, size=min(settings.n_inputs, n), replace=False))
     h = x[chosen]
@@ -169,8 +176,7 @@ def direction_validity(
     for key, g in (("scale", g_scale), ("direction", g_move)):
         row_site = f"{site}/{key}"
         if key not in grids:
-            rows[key] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC,
-                                        "class-mean directions need at least two labels", n=n)
+            rows[key] = SPEC.failed(row_site, "class-mean directions need at least two labels", n=n)
             continue
         pts, ref, grid = grids[key]
         walk = summarize_paths(down, pts, c, sub=settings.sub, levels=settings.levels, ref=ref)
@@ -198,8 +204,8 @@ def direction_validity(
                 "flip_rate_c_min": float(flip[:, 0].mean()), "flip_rate_c_max": float(flip[:, -1].mean()),
             }
         if n_valid < MIN_INPUTS:
-            rows[key] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC,
-                                        f"only {n_valid} of {h.shape[0]} inputs cross a varying number of "
+            rows[key] = SPEC.failed(row_site,
+                                    f"only {n_valid} of {h.shape[0]} inputs cross a varying number of "
                                         f"boundaries per step with a varying output (need {MIN_INPUTS})",
                                         n=n, details=details)
             continue
@@ -208,7 +214,7 @@ def direction_validity(
             test = alignment_test(walk.counts[keep], walk.js_step[keep], n_boot=max(n_boot, N_BOOT_MIN),
                                   n_perm=n_perm, rng_boot=g_boot, rng_perm=g_perm)
         except PolyauditError as e:
-            rows[key] = Evidence.failed(CLAIM, VERSION, row_site, STATISTIC, str(e), n=n, details=details)
+            rows[key] = SPEC.failed(row_site, str(e), n=n, details=details)
             continue
         lo, hi = test.ci
         details.update(own_alignment=test.own, mismatched_alignment=test.mismatch, n_perm=test.n_perm,
@@ -217,9 +223,8 @@ def direction_validity(
                  if key == "scale" else
                  f"median validity radius t={details['validity_radius']['median']:.2g} "
                  f"({details['validity_radius']['censored']:.0%} never flip by t={grid[-1]:g})")
-        rows[key] = Evidence(
-            claim=CLAIM, claim_version=VERSION, site=row_site, statistic=STATISTIC,
-            effect=test.effect, ci=(float(lo), float(hi)), p=test.p, n=n_valid, predicted="positive",
+        rows[key] = SPEC.evidence(
+            row_site, effect=test.effect, ci=(float(lo), float(hi)), p=test.p, n=n_valid,
             notes=(f"{note}; {n_valid}/{h.shape[0]} inputs with varying counts; own alignment "
                    f"{test.own:.2f} vs mismatched {test.mismatch:.2f}; {extra}"),
             details=details,

@@ -15,17 +15,27 @@ from typing import Any
 
 import numpy as np
 
+from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.errors import PolyauditError
-from polyaudit.report.rows import encode_array
+from polyaudit.serial import encode_array
 from polyaudit.verdict import Evidence
 
-CLAIM = "C4"
-VERSION = 1
 STATISTIC = "spearman(alpha, layer)"
 MIN_EFFECT = 0.3  # |rho| < 0.3 across layers counts as "no systematic change with depth"
 MIN_LAYERS = 3
 MIN_SAMPLES = 50
 N_SPECTRUM_KEEP = 256  # eigenvalues per layer kept in details (for report plots)
+SITES = ("resid", "mlp_pre")
+
+SPEC = ClaimSpec(
+    id="C4", version=1, title="eigenspectra follow a power law whose exponent changes with depth",
+    source="Marshall & Kirchner 2024, coding theory of polysemanticity (sec. 4)",
+    statistics=(Statistic("depth-trend", STATISTIC, "nonzero", units="Spearman rho", min_effect=MIN_EFFECT),),
+    checks=(Check("alpha-depth", "depth-trend", sites=SITES, min_samples=MIN_SAMPLES),),
+    plots=(PlotSpec("alpha-depth", reads=("layers",)), PlotSpec("spectra", reads=("layers",))),
+    modules=("polyaudit.analyses.c4",),
+)
+CLAIM, VERSION = SPEC.id, SPEC.version
 
 
 def alpha_depth(
@@ -51,12 +61,10 @@ def alpha_depth(
 
     n_layers = len(layers)
     if n_layers < MIN_LAYERS:
-        return Evidence.skipped(CLAIM, VERSION, site, STATISTIC,
-                                f"needs at least {MIN_LAYERS} layers to correlate alpha with depth; the model has {n_layers}")
+        return SPEC.skipped(site, f"needs at least {MIN_LAYERS} layers to correlate alpha with depth; the model has {n_layers}")
     for i, data in enumerate(layers):
         if data.n_nonfinite:
-            return Evidence.failed(CLAIM, VERSION, site, STATISTIC,
-                                   f"activations at layer {i} contain {data.n_nonfinite} NaN/inf values")
+            return SPEC.failed(site, f"activations at layer {i} contain {data.n_nonfinite} NaN/inf values")
     n, d = layers[0].samples.shape
     groups = layers[0].groups
     try:
@@ -83,14 +91,13 @@ def alpha_depth(
         lo, hi = percentile_ci(rho_boot)
         p = bootstrap_p_value(rho_boot)
     except PolyauditError as e:
-        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, str(e), n=int(n))
+        return SPEC.failed(site, str(e), n=int(n))
     r_lo, r_hi = fit_ranks
     notes = (f"fit ranks {r_lo}-{r_hi} of {min(n, d)}; |alpha+1| by layer: "
              + ", ".join(f"{row['abs_alpha_plus_1']:.2f}" for row in per_layer)
              + f"; min R^2 {min(row['r2'] for row in per_layer):.2f}")
-    return Evidence(
-        claim=CLAIM, claim_version=VERSION, site=site, statistic=STATISTIC, effect=float(rho),
-        ci=(float(lo), float(hi)), p=float(p), n=int(n), predicted="nonzero", min_effect=MIN_EFFECT,
+    return SPEC.evidence(
+        site, effect=float(rho), ci=(float(lo), float(hi)), p=float(p), n=int(n),
         notes=notes,
         details={"layers": per_layer, "alphas": alphas.tolist(), "ranks": [r_lo, r_hi],
                  "n_layers": n_layers, "n_groups": len(np.unique(groups)), "n_boot": n_boot,

@@ -1,5 +1,5 @@
 """C5 analysis: dropout promotes redundant, error-correcting codes (Marshall & Kirchner 2024, sec. 5,
-Fig. 5, Thm. 3). Pure numpy over measurements (`polyaudit.analyses.c5_collect` makes them from
+Fig. 5, Thm. 3). Pure numpy over measurements (`polyaudit.interventions.dropout_runs` makes them from
 models), so calibration studies can run it on planted data.
 
 Family (models identical but for their training dropout rate D):
@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.errors import PolyauditError
 from polyaudit.verdict import Evidence, Prediction
 
-CLAIM = "C5"
-VERSION = 1
 STAT_ROBUSTNESS = "spearman(train dropout, robustness)"
 STAT_ALPHA = "spearman(train dropout, alpha)"
 STAT_SINGLE = "spearman(alpha, loss increase under unit dropout)"
@@ -56,6 +55,20 @@ MIN_MODELS = 4
 MIN_LAYERS = 3
 MIN_SAMPLES = 50
 MIN_PERMUTATIONS = 9999  # cheap (one matrix product): p resolves 1e-4 whatever the profile
+
+SPEC = ClaimSpec(
+    id="C5", version=1, title="dropout promotes redundant codes",
+    source="Marshall & Kirchner 2024, coding theory of polysemanticity (sec. 5, Fig. 5, Thm. 3)",
+    statistics=(Statistic("robustness", STAT_ROBUSTNESS, PREDICTED_ROBUSTNESS, units="Spearman rho"),
+                Statistic("alpha", STAT_ALPHA, PREDICTED_ALPHA, units="Spearman rho"),
+                Statistic("single", STAT_SINGLE, PREDICTED_SINGLE, units="Spearman rho")),
+    checks=(Check("dropout-robustness", "robustness"), Check("dropout-alpha", "alpha"),
+            Check("unit-dropout", "single", sites=("mlp_out", "resid"), min_samples=MIN_SAMPLES)),
+    plots=(PlotSpec("dropout", reads=("test_rates", "retained_by_train_rate", "capacity_bound", "layers")),),
+    modules=("polyaudit.analyses.c5", "polyaudit.interventions.dropout_runs"),
+    adjust_within="statistic",
+)
+CLAIM, VERSION = SPEC.id, SPEC.version
 
 
 @dataclass(frozen=True)
@@ -156,46 +169,40 @@ def _bound_details(m: FamilyMeasurements, layer: int) -> dict[str, Any]:
 
 
 def family_evidence(m: FamilyMeasurements, *, n_boot: int, n_perm: int,
-                    rng: np.random.Generator, correction: str = "holm") -> dict[str, Evidence]:
-    """Rows `robustness:SITE` and `alpha:SITE` for every layer, adjusted across layers within each
-    statistic (`correction`: holm or bh, the run's --correction)."""
-    from polyaudit.analyses.common import adjust_evidence
-
+                    rng: np.random.Generator) -> dict[str, Evidence]:
+    """Rows `robustness:SITE` and `alpha:SITE` for every layer (`SPEC.adjust` adjusts them across
+    layers within each statistic)."""
     rates = np.asarray(m.rates, dtype=float)
     n_models = m.alpha.shape[0]
     robustness = np.asarray(m.retained, dtype=float).mean(axis=2)
     rows: dict[str, dict[str, Evidence]] = {"robustness": {}, "alpha": {}}
-    for stat, statistic, predicted, values in (
-        ("robustness", STAT_ROBUSTNESS, PREDICTED_ROBUSTNESS, robustness),
-        ("alpha", STAT_ALPHA, PREDICTED_ALPHA, np.asarray(m.alpha, dtype=float)),
-    ):
+    for stat, values in (("robustness", robustness), ("alpha", np.asarray(m.alpha, dtype=float))):
         for layer, site in enumerate(m.sites):
             key = f"{stat}:{site}"
             if n_models < MIN_MODELS or len(np.unique(rates)) < 3:
-                rows[stat][key] = Evidence.skipped(
-                    CLAIM, VERSION, site, statistic,
+                rows[stat][key] = SPEC.skipped(
+                    site,
                     f"needs at least {MIN_MODELS} models over 3 dropout rates; the family has "
-                    f"{n_models} over {len(np.unique(rates))}")
+                    f"{n_models} over {len(np.unique(rates))}", stat=stat)
                 continue
             v = values[:, layer]
             if not np.all(np.isfinite(v)):
                 bad = ~np.isfinite(v)
                 why = ("their clean performance is no better than chance" if stat == "robustness" else
                        "their spectrum at this layer resolves too few eigenvalues for a power-law fit")
-                rows[stat][key] = Evidence.failed(
-                    CLAIM, VERSION, site, statistic,
+                rows[stat][key] = SPEC.failed(
+                    site,
                     f"{stat} is undefined for {int(bad.sum())} of {n_models} models (rates "
-                    f"{', '.join(f'{r:g}' for r in np.unique(rates[bad]))}): {why}", n=n_models)
+                    f"{', '.join(f'{r:g}' for r in np.unique(rates[bad]))}): {why}", stat=stat, n=n_models)
                 continue
             try:
                 rho, lo, hi, p, _ = _trend(rates, v, n_boot, max(n_perm, MIN_PERMUTATIONS), rng)
             except PolyauditError as e:
-                rows[stat][key] = Evidence.failed(CLAIM, VERSION, site, statistic, str(e), n=n_models)
+                rows[stat][key] = SPEC.failed(site, str(e), stat=stat, n=n_models)
                 continue
             if not np.isfinite(rho):
-                rows[stat][key] = Evidence.failed(
-                    CLAIM, VERSION, site, statistic,
-                    f"{stat} is the same for every model: Spearman is undefined", n=n_models)
+                rows[stat][key] = SPEC.failed(
+                    site, f"{stat} is the same for every model: Spearman is undefined", stat=stat, n=n_models)
                 continue
             details: dict[str, Any] = {
                 "layer": layer, "rates": rates.tolist(), "values": v.tolist(),
@@ -212,14 +219,9 @@ def family_evidence(m: FamilyMeasurements, *, n_boot: int, n_perm: int,
             notes = (f"{n_models} models, rates {', '.join(f'{r:g}' for r in np.unique(rates))}; "
                      f"robustness = mean retained {m.metric} over test-time q "
                      f"{', '.join(f'{q:g}' for q in m.test_rates)}")
-            rows[stat][key] = Evidence(
-                claim=CLAIM, claim_version=VERSION, site=site, statistic=statistic,
-                effect=rho, ci=(lo, hi), p=p, n=n_models, predicted=predicted, notes=notes,
-                details=details)
-    out: dict[str, Evidence] = {}
-    for stat_rows in rows.values():
-        out.update(adjust_evidence(stat_rows, method=correction))
-    return out
+            rows[stat][key] = SPEC.evidence(site, stat=stat, effect=rho, ci=(lo, hi), p=p, n=n_models,
+                                            notes=notes, details=details)
+    return {k: ev for stat_rows in rows.values() for k, ev in stat_rows.items()}
 
 
 def retained(perf: np.ndarray, clean: np.ndarray, chance: float, higher_is_better: bool) -> np.ndarray:
@@ -247,10 +249,10 @@ def single_evidence(
     """`layers`: per-layer SiteData at the unit site (shallow to deep); `increase` [L, n_samples]:
     each kept sample's loss increase under unit dropout at that layer (token probes: its sequence's);
     `rank_bounds`: the architecture's bound on each layer's rank (`Adapter.rank_bound`), or None."""
-    from polyaudit.analyses.coding import one_blas_thread, small_width
+    from polyaudit.threads import blas_threads, small_width
 
     width = max((int(np.shape(data.samples)[1]) for data in layers), default=0)
-    with one_blas_thread(small_width(width)):
+    with blas_threads(1, enabled=small_width(width)):
         return _single_evidence(layers, increase, site=site, n_boot=n_boot, rng=rng, q=q, ranks=ranks,
                                 rank_bounds=rank_bounds, extra=extra)
 
@@ -271,20 +273,19 @@ def _single_evidence(
     from polyaudit.stats import bootstrap_p_value, percentile_ci
 
     if len(layers) < MIN_LAYERS:
-        return Evidence.skipped(CLAIM, VERSION, site, STAT_SINGLE, f"needs at least {MIN_LAYERS} layers to "
-                                f"correlate across layers; the model has {len(layers)}")
+        return SPEC.skipped(site, f"needs at least {MIN_LAYERS} layers to "
+                                f"correlate across layers; the model has {len(layers)}", stat="single")
     for i, data in enumerate(layers):
         if data.n_nonfinite:
-            return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE,
-                                   f"activations at layer {i} contain {data.n_nonfinite} NaN/inf values")
+            return SPEC.failed(site, f"activations at layer {i} contain {data.n_nonfinite} NaN/inf values", stat="single")
     inc = np.asarray(increase, dtype=float)
     if not np.all(np.isfinite(inc)):
-        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, "the loss under unit dropout is not finite")
+        return SPEC.failed(site, "the loss under unit dropout is not finite", stat="single")
     n = int(layers[0].samples.shape[0])
     try:
         fits = layer_alphas(layers, n_boot, rng, ranks, rank_bounds)
     except PolyauditError as e:
-        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, str(e), n=n)
+        return SPEC.failed(site, str(e), n=n, stat="single")
     kept = fits.kept
     mean_inc = inc[kept].mean(axis=1)
     per_layer = [{"layer": i, "alpha": float(fits.alphas[k]), "r2": float(fits.r2[k]),
@@ -293,24 +294,23 @@ def _single_evidence(
     details = {"layers": per_layer, "q": q, "ranks": list(fits.ranks), "n_boot": n_boot,
                "n_layers": len(layers), "excluded_layers": fits.excluded, **dict(extra or {})}
     if len(kept) < MIN_LAYERS:
-        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, f"only {len(kept)} layer(s) resolve enough "
-                               f"eigenvalues for a power-law fit; {MIN_LAYERS} are needed", n=n, details=details)
+        return SPEC.failed(site, f"only {len(kept)} layer(s) resolve enough "
+                               f"eigenvalues for a power-law fit; {MIN_LAYERS} are needed", n=n, details=details, stat="single")
     rho = _spearman(fits.alphas, mean_inc)
     if not np.isfinite(rho):
-        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, "alpha or the loss increase is the same at "
-                               "every layer: Spearman is undefined", n=n, details=details)
+        return SPEC.failed(site, "alpha or the loss increase is the same at "
+                               "every layer: Spearman is undefined", n=n, details=details, stat="single")
     boot_inc = np.stack([inc[kept][:, idx].mean(axis=1) for idx in fits.resamples], axis=1)
     boot = np.array([_spearman(fits.boot[:, b], boot_inc[:, b]) for b in range(n_boot)])
     try:
         lo, hi = percentile_ci(boot)  # error when over 10% of replicates are undefined
         p = bootstrap_p_value(boot)
     except PolyauditError as e:
-        return Evidence.failed(CLAIM, VERSION, site, STAT_SINGLE, str(e), n=n, details=details)
+        return SPEC.failed(site, str(e), n=n, details=details, stat="single")
     excluded = f"; layers {', '.join(str(e['layer']) for e in fits.excluded)} excluded (too few eigenvalues)" \
         if fits.excluded else ""
-    return Evidence(
-        claim=CLAIM, claim_version=VERSION, site=site, statistic=STAT_SINGLE, effect=rho,
-        ci=(float(lo), float(hi)), p=float(p), n=n, predicted=PREDICTED_SINGLE,
+    return SPEC.evidence(
+        site, stat="single", effect=rho, ci=(float(lo), float(hi)), p=float(p), n=n,
         notes=(f"unit dropout q={q:g} (inverted: survivors x 1/(1-q)) at each layer's {site}; "
                f"alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]}{excluded}"),
         details=details,

@@ -37,11 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.errors import PolyauditError
 from polyaudit.verdict import Evidence, Prediction
 
-CLAIM = "C6"
-VERSION = 2
 STATISTIC = "spearman(action, alpha)"
 PREDICTED: Prediction = "positive"
 N_PROJ = 1000
@@ -51,6 +50,17 @@ EXACT_LAYERS = 8  # up to 8! = 40320 orderings: enumerate them all
 N_LAYER_PERM = 9999  # seeded shuffles beyond that
 ALPHA = 0.05  # the verdict's level (verdict.decide's default), for the note on too few layers
 ALPHA_RESOLUTION = 1e-3  # float16 activation storage moves alpha by ~1e-4; its sampling error is ~1e-2
+SITES = ("resid", "mlp_pre")
+
+SPEC = ClaimSpec(
+    id="C6", version=2, title="the smoothness of random projections tracks alpha",
+    source="Marshall & Kirchner 2024, coding theory of polysemanticity (sec. 5, Fig. 4)",
+    statistics=(Statistic("action-alpha", STATISTIC, PREDICTED, units="Spearman rho"),),
+    checks=(Check("action-alpha", "action-alpha", sites=SITES, min_samples=MIN_SAMPLES),),
+    plots=(PlotSpec("action", reads=("layers",)),),
+    modules=("polyaudit.analyses.c6", "polyaudit.interventions.stimuli"),
+)
+CLAIM, VERSION = SPEC.id, SPEC.version
 
 
 def layer_energies(
@@ -153,10 +163,10 @@ def action_alpha(
     """`layers`: per-layer SiteData of the probe (shallow to deep); `trajs`: per-layer stimulus
     trajectories [K loops, T frames, m units] at the same sites; `rank_bounds`: the architecture's
     bound on each layer's rank (`Adapter.rank_bound`), or None."""
-    from polyaudit.analyses.coding import one_blas_thread, small_width
+    from polyaudit.threads import blas_threads, small_width
 
     width = max((int(np.shape(data.samples)[1]) for data in layers), default=0)
-    with one_blas_thread(small_width(width)):
+    with blas_threads(1, enabled=small_width(width)):
         return _action_alpha(layers, trajs, site=site, n_boot=n_boot, rng=rng, n_proj=n_proj, closed=closed,
                              ranks=ranks, rank_bounds=rank_bounds, extra=extra)
 
@@ -179,18 +189,18 @@ def _action_alpha(
     from polyaudit.stats import bootstrap_p_value, percentile_ci
 
     if len(layers) < MIN_LAYERS:
-        return Evidence.skipped(CLAIM, VERSION, site, STATISTIC, f"needs at least {MIN_LAYERS} layers to "
+        return SPEC.skipped(site, f"needs at least {MIN_LAYERS} layers to "
                                 f"correlate across layers; the model has {len(layers)}")
     if len(trajs) != len(layers):
         raise PolyauditError(f"{len(trajs)} trajectories for {len(layers)} layers", site=site)
     for i, (data, traj) in enumerate(zip(layers, trajs, strict=True)):
         if data.n_nonfinite or not np.all(np.isfinite(traj)):
-            return Evidence.failed(CLAIM, VERSION, site, STATISTIC, f"activations at layer {i} contain NaN/inf values")
+            return SPEC.failed(site, f"activations at layer {i} contain NaN/inf values")
     n = int(layers[0].samples.shape[0])
     try:
         fits = layer_alphas(layers, n_boot, rng, ranks, rank_bounds)
     except PolyauditError as e:
-        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, str(e), n=n)
+        return SPEC.failed(site, str(e), n=n)
     kept = fits.kept
     kept_trajs = [trajs[i] for i in kept]
     energies = layer_energies(kept_trajs, n_proj, rng, closed)
@@ -206,16 +216,16 @@ def _action_alpha(
         "n_loops": k, "frames": int(trajs[0].shape[1]), "ranks": list(fits.ranks), "n_boot": n_boot,
         "excluded_layers": fits.excluded, **dict(extra or {})}
     if len(kept) < MIN_LAYERS:
-        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, f"only {len(kept)} layer(s) resolve enough "
+        return SPEC.failed(site, f"only {len(kept)} layer(s) resolve enough "
                                f"eigenvalues for a power-law fit; {MIN_LAYERS} are needed", n=n, details=details)
     if np.any(spread <= 0):
-        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, "the stimulus does not move the activations "
+        return SPEC.failed(site, "the stimulus does not move the activations "
                                f"at layer {kept[int(np.argmin(spread))]}", n=n, details=details)
     rel = raw / spread
     details.update(relative_actions=rel.tolist(), rho_raw_action=_spearman(raw, fits.alphas))
     rho = _spearman(rel, fits.alphas)
     if not np.isfinite(rho):
-        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, "alpha or the action is the same at every "
+        return SPEC.failed(site, "alpha or the action is the same at every "
                                "layer: Spearman is undefined", n=n, details=details)
     loops = rng.integers(0, k, size=(n_boot, k))
     projs = rng.integers(0, n_proj, size=(n_boot, n_proj))
@@ -229,7 +239,7 @@ def _action_alpha(
         lo, hi = percentile_ci(boot)  # error when over 10% of replicates are undefined
         p_boot = bootstrap_p_value(boot)
     except PolyauditError as e:
-        return Evidence.failed(CLAIM, VERSION, site, STATISTIC, str(e), n=n, details=details)
+        return SPEC.failed(site, str(e), n=n, details=details)
     p_layers, n_orderings, exact = layer_permutation_p(rel, fits.alphas, rng)
     p = max(p_boot, p_layers)
     floor = min_layer_p(len(kept))
@@ -240,9 +250,8 @@ def _action_alpha(
     too_few = (f"; {len(kept)} layers cannot reach significance: the smallest two-sided layer-permutation p "
                f"is 2/{len(kept)}! = {floor:.3g} >= {ALPHA:g}, so the row cannot PASS (or FAIL); the CI is "
                f"conditional on these layers" if floor >= ALPHA else "")
-    return Evidence(
-        claim=CLAIM, claim_version=VERSION, site=site, statistic=STATISTIC, effect=rho,
-        ci=(float(lo), float(hi)), p=float(p), n=n, predicted=PREDICTED,
+    return SPEC.evidence(
+        site, effect=rho, ci=(float(lo), float(hi)), p=float(p), n=n,
         notes=(f"relative action of {k} stimulus loops x {trajs[0].shape[1]} frames on {n_proj} random "
                f"projections; alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]} on {n} probe samples{excluded}; "
                f"p = max(bootstrap {p_boot:.3g}, layer permutation {p_layers:.3g} over "

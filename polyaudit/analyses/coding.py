@@ -4,48 +4,17 @@
   the models of a family at one layer), inside what the lowest-rank spectrum resolves, as C4 does,
   so alpha means the same thing in C4, C5 and C6. Unlike C4, a layer that resolves too few
   eigenvalues for any fit (a 16-unit bottleneck) is left out and listed instead of failing all.
-- Thread counts for small work: many tiny forward passes and small eigendecompositions gain nothing
-  from parallelism and lose a lot to oversubscription (on a loaded 2-core machine: tiny forwards
-  ~20x slower, a bootstrap of alpha at 512 units 42 s instead of 0.85 s on one BLAS thread). Both
-  context managers restore the previous settings.
+- The run's shared eigendecomposition of a site (`decomposition_of`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-
-SMALL_MODEL = 5_000_000  # parameters: below this, torch and BLAS run on one thread
-SMALL_WIDTH = 2048  # units: below this, BLAS runs on one thread for spectra (a bootstrap is many small eighs)
-
-
-@contextlib.contextmanager
-def one_blas_thread(enabled: bool = True) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
-
-
-@contextlib.contextmanager
-def compute_threads(model: torch.nn.Module) -> Iterator[None]:
-    """One torch thread and one BLAS thread while working on a small model."""
-    if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL:
-        yield
-        return
-    from polyaudit.models.zoo import _one_thread
-
-    with _one_thread(), one_blas_thread():
-        yield
 
 
 def decomposition_of(data: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -55,10 +24,6 @@ def decomposition_of(data: Any) -> tuple[np.ndarray, np.ndarray]:
     from polyaudit.measures.spectrum import decompose
 
     return decompose(data.samples)
-
-
-def small_width(width: int) -> bool:
-    return width < SMALL_WIDTH
 
 
 def shared_fit_ranks(n_samples: int, spectra: Sequence[np.ndarray],

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from polyaudit.errors import PolyauditError
+from polyaudit.threads import blas_threads
 
 MAX_FRACTION = 0.5  # a partition whose largest cluster holds more than this is degenerate
 
@@ -83,14 +84,13 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 3,
     and the result does not depend on the core count."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
-    from threadpoolctl import threadpool_limits
 
     a = np.ascontiguousarray(_check(x, k, "k-means input"), dtype=np.float64)
     if not np.all(np.isfinite(a)):
         raise PolyauditError("k-means input contains NaN or inf")
     seed = int(rng.integers(2**31 - 1))
     km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed)
-    with warnings.catch_warnings(), threadpool_limits(1):
+    with warnings.catch_warnings(), blas_threads(1):
         warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate points: sizes report it
         return np.asarray(km.fit_predict(a), dtype=np.int64)
 

@@ -14,7 +14,7 @@ is only an approximate code: the network is not affine between sign changes.
   boundary in a ReLU / leaky-ReLU network, EXACT (no grid): on each piece of the segment the
   network is affine, so every pre-activation is a + t b and the next crossing is the smallest root
   ahead; the walk flips that unit and recomputes only the layers after it. Networks that are not an
-  `nn.Sequential` of Linear layers (CNNs, ResNets) walk through `polyaudit.measures.module_walk`.
+  `nn.Sequential` of Linear layers (CNNs, ResNets) walk through `polyaudit.interventions.module_walk`.
 
 `segment_crossings` is the one function here that reads a torch module: it extracts float64 numpy
 weights (`affine_layers`) and walks the segment in numpy (`walk_segment`); torch is imported
@@ -127,6 +127,12 @@ class Crossings:
     n_evaluations: int  # network evaluations spent, in single-point forward equivalents
 
 
+def _is(module: Any, *names: str) -> bool:
+    """isinstance(module, torch.nn.<name>) for any of `names`, read from the class hierarchy so
+    this module never imports torch."""
+    return any(c.__name__ in names and c.__module__.startswith("torch.nn") for c in type(module).__mro__)
+
+
 def affine_layers(net: Any) -> list[AffineLayer]:
     """float64 layers of a piecewise-linear `nn.Sequential` (nested Sequentials are flattened).
 
@@ -134,29 +140,27 @@ def affine_layers(net: Any) -> list[AffineLayer]:
     eval mode (Identity, Dropout, Flatten on flat inputs). Consecutive Linear layers are composed;
     Linear layers after the last activation are dropped (they hold no boundaries).
     """
-    from torch import nn
-
-    if not isinstance(net, nn.Sequential):
+    if not _is(net, "Sequential"):
         raise PolyauditError(f"segment_crossings needs an nn.Sequential, got {type(net).__name__}")
-    leaves = [m for m in net.modules() if not isinstance(m, nn.Sequential)]
+    leaves = [m for m in net.modules() if not _is(m, "Sequential")]
     layers: list[AffineLayer] = []
     w: np.ndarray | None = None
     c: np.ndarray | None = None
     for i, m in enumerate(leaves):
-        if isinstance(m, nn.Linear):
+        if _is(m, "Linear"):
             mw = m.weight.detach().cpu().double().numpy()
             mb = (m.bias.detach().cpu().double().numpy() if m.bias is not None
                   else np.zeros(mw.shape[0]))
             w, c = (mw, mb) if w is None or c is None else (mw @ w, mw @ c + mb)
-        elif isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU)):
+        elif _is(m, "ReLU", "LeakyReLU", "PReLU"):
             if w is None or c is None:
                 raise PolyauditError(
                     f"segment_crossings: activation {type(m).__name__} at leaf {i} has no Linear before it"
                 )
-            slope = _negative_slope(m)
+            slope = negative_slope(m)
             layers.append(AffineLayer(w, c, slope))
             w = c = None
-        elif isinstance(m, (nn.Identity, nn.Dropout, nn.Flatten)):
+        elif _is(m, "Identity", "Dropout", "Flatten"):
             continue
         else:
             raise PolyauditError(
@@ -168,31 +172,25 @@ def affine_layers(net: Any) -> list[AffineLayer]:
     return layers
 
 
-def _negative_slope(m: Any) -> float:
-    from torch import nn
-
-    if isinstance(m, nn.ReLU):
+def negative_slope(m: Any) -> float:
+    """The slope of a ReLU-like module left of 0: ReLU 0, LeakyReLU its slope, a single-slope PReLU
+    its weight (a PReLU with one slope per channel is refused)."""
+    if _is(m, "ReLU"):
         return 0.0
-    if isinstance(m, nn.LeakyReLU):
+    if _is(m, "LeakyReLU"):
         return float(m.negative_slope)
     if m.weight.numel() != 1:
-        raise PolyauditError("segment_crossings supports PReLU with a single shared slope only")
+        raise PolyauditError("exact crossings support PReLU with a single shared slope only")
     return float(m.weight.detach().reshape(()).item())
 
 
 def segment_crossings(net: Any, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     """Sorted float64 t in (0, 1) at which the segment x0 + t (x1 - x0) crosses a boundary of the
-    ReLU / leaky-ReLU network `net` (one entry per unit flip), exact. An `nn.Sequential` of Linear
-    layers walks in numpy (`walk_segment`); any other module built of affine maps and ReLUs (CNNs,
-    eval BatchNorm, average pooling, residual additions) walks its gated float64 copy
-    (`polyaudit.measures.module_walk`), with x0 and x1 in the network's input shape."""
-    try:
-        layers = affine_layers(net)
-    except PolyauditError:
-        from polyaudit.measures.module_walk import module_crossings
-
-        return module_crossings(net, x0, x1).t
-    return walk_segment(layers, x0, x1).t
+    ReLU / leaky-ReLU `nn.Sequential` `net` of Linear layers (one entry per unit flip), exact: the
+    weights are read once (`affine_layers`) and the segment walked in numpy (`walk_segment`).
+    Networks of other modules (CNNs, eval BatchNorm, average pooling, residual additions) walk
+    through `polyaudit.interventions.module_walk.segment_crossings`."""
+    return walk_segment(affine_layers(net), x0, x1).t
 
 
 def _right_on(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

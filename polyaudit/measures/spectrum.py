@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from polyaudit.errors import PolyauditError
+from polyaudit.threads import blas_threads
 
 MIN_POINTS = 5  # ranks needed in a fit range
 HEAD_SKIP = 10  # default fit starts at rank 11 at most (Stringer et al. 2019)
@@ -385,14 +385,6 @@ def _replicate_alphas(eig: np.ndarray, scores: np.ndarray, ranks: tuple[int, int
     return out
 
 
-def _one_blas_thread() -> AbstractContextManager[object]:
-    """The bootstrap is many mid-sized BLAS/LAPACK calls: on one thread it runs at a predictable
-    speed, while two threads on a busy 2-core machine measured 3-10x slower (spinning workers)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1)
-
-
 def bootstrap_alphas(
     acts: np.ndarray,
     ranks: tuple[int, int] | None,
@@ -409,7 +401,7 @@ def bootstrap_alphas(
     Projected onto the top principal axes with a perturbative correction (module docstring);
     `max_dim` caps the number of axes kept, trading accuracy for time on wide, flat spectra.
     """
-    with _one_blas_thread():
+    with blas_threads(1):
         if decomposition is None:
             eig, scores = decompose(acts)
         else:
@@ -445,7 +437,7 @@ def alpha_with_ci(
 
     if interval not in ("hull", "percentile", "basic"):
         raise PolyauditError(f"unknown interval {interval!r}: use hull, percentile or basic")
-    with _one_blas_thread():
+    with blas_threads(1):
         eig, scores = decompose(acts)
         n = scores.shape[0]
         fit = fit_power_law(eig, ranks, n_samples=n)

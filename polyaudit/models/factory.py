@@ -14,6 +14,7 @@ its probe's images to trace its layers, and `?pos=` picks the spatial positions 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,6 @@ from torch import nn
 
 from polyaudit.errors import PolyauditError
 from polyaudit.models.base import Adapter
-from polyaudit.probes.base import ProbeSet
 
 
 def _import(spec: str) -> Any:
@@ -44,8 +44,21 @@ def _import(spec: str) -> Any:
     return fn
 
 
-def _as_probe(spec: str, probe: Any) -> ProbeSet:
-    if isinstance(probe, ProbeSet):
+@dataclass(frozen=True)
+class FactoryProbe:
+    """The probe data a factory returned, checked: inputs, and labels as class indices with their
+    names (`polyaudit.probes.registry` makes it the probe set `factory:SPEC`)."""
+
+    name: str
+    inputs: torch.Tensor
+    labels: np.ndarray | None = None
+    label_names: tuple[str, ...] | None = None
+
+
+def _as_probe(spec: str, probe: Any) -> Any:
+    """A checked FactoryProbe from `(inputs, labels)`, `(inputs,)` or a tensor; a ready-made probe
+    set (anything with `inputs` and `kind`) as it is."""
+    if hasattr(probe, "inputs") and hasattr(probe, "kind"):
         return probe
     if isinstance(probe, torch.Tensor):
         probe = (probe,)
@@ -71,9 +84,7 @@ def _as_probe(spec: str, probe: Any) -> ProbeSet:
             )
         uniq, inverse = np.unique(arr, return_inverse=True)
         labels, names = inverse.astype(np.int64), tuple(str(u) for u in uniq)
-    return ProbeSet(
-        name=f"factory:{spec}", kind="vectors", inputs=inputs, labels=labels, label_names=names
-    )
+    return FactoryProbe(name=f"factory:{spec}", inputs=inputs, labels=labels, label_names=names)
 
 
 def make_adapter(model: nn.Module, example: torch.Tensor | None = None, pos: str | None = None) -> Adapter:
@@ -108,7 +119,7 @@ def make_adapter(model: nn.Module, example: torch.Tensor | None = None, pos: str
     )
 
 
-def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Module, Adapter, ProbeSet | None]:
+def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Module, Adapter, Any]:
     """Call the factory: (model in eval mode with grads off, its adapter, its probe or None).
     `params`: the spec's `?pos=` (a CNN's position selector)."""
     result = _import(spec)()
@@ -129,6 +140,7 @@ def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Mo
     model.requires_grad_(False)
     probe = _as_probe(spec, probe_raw) if probe_raw is not None else None
     adapter = make_adapter(model, None if probe is None else probe.inputs, (params or {}).get("pos"))
-    if probe is not None and adapter.input_kind == "vectors" and probe.kind != "vectors":
-        raise PolyauditError(f"factory {spec!r} returned a {probe.kind} probe for a vector model")
+    kind = getattr(probe, "kind", "vectors")
+    if probe is not None and adapter.input_kind == "vectors" and kind != "vectors":
+        raise PolyauditError(f"factory {spec!r} returned a {kind} probe for a vector model")
     return model, adapter, probe

@@ -367,7 +367,7 @@ def load_hf(
         else:
             folder = target if local else _snapshot_folder(target, revision, cache_dir)
             if folder is not None:
-                from polyaudit.memory import check_load_fits
+                from polyaudit.models.memory import check_load_fits
 
                 check_load_fits(target, folder, DTYPES.get(dtype or "auto"), device)
         model: nn.Module | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from polyaudit.errors import PolyauditError
 from polyaudit.models.base import LoadedModel
 from polyaudit.probes.base import ProbeSet
@@ -59,6 +61,15 @@ def _build(spec: str, loaded: LoadedModel, profile: Profile, seed: int) -> Probe
     raise PolyauditError(f"unknown probe {spec!r}; valid probes: {', '.join(VALID_SPECS)}")
 
 
+def _own_probe(raw: Any) -> ProbeSet:
+    """The probe set of a model's own probe data (a factory's checked `FactoryProbe`, or a ProbeSet
+    it built itself)."""
+    if isinstance(raw, ProbeSet):
+        return raw
+    return ProbeSet(name=raw.name, kind="vectors", inputs=raw.inputs, labels=raw.labels,
+                    label_names=raw.label_names)
+
+
 def build_probe(
     spec: str | None, loaded: LoadedModel, profile: Profile, seed: int, *, min_samples: int = 0
 ) -> ProbeSet:
@@ -68,8 +79,8 @@ def build_probe(
     `min_samples` kept samples.
     """
     if spec is None:
-        if isinstance(loaded.probe, ProbeSet):
-            probe = loaded.probe
+        if loaded.probe is not None:
+            probe = _own_probe(loaded.probe)
             shown = probe.name
         elif loaded.default_probe:
             shown = loaded.default_probe

@@ -157,7 +157,7 @@ def _same_units(base: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 
 def _replicates(row: Mapping[str, Any]) -> np.ndarray | None:
-    from polyaudit.report.rows import decode_array
+    from polyaudit.serial import decode_array
 
     enc = (row.get("details") or {}).get("boot_effect")
     if not isinstance(enc, Mapping):
@@ -193,7 +193,7 @@ class RowDiff:
         return self.status == "regressed"
 
     def to_json(self) -> dict[str, Any]:
-        from polyaudit.report.rows import jsonable
+        from polyaudit.serial import jsonable
 
         return jsonable({
             "key": self.key, "status": self.status, "reasons": list(self.reasons),

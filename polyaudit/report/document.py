@@ -11,7 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from polyaudit.report.rows import SCHEMA, jsonable
+from polyaudit.report.rows import SCHEMA
+from polyaudit.serial import jsonable
 
 _PACKAGES = ("polyaudit", "torch", "transformers", "numpy", "scipy", "scikit-learn", "pytest")
 

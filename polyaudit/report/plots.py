@@ -1,7 +1,8 @@
 """Plots for the HTML report (matplotlib, Agg, PNG embedded as data: URIs; no pyplot state).
 
-Each plotter reads the `details` a claim leaves in its rows; a claim without that data simply has no
-plot. The keys (documented in docs/claims.md, "Plot data"):
+A claim's spec names its plots and the `details` keys each reads (`ClaimSpec.plots`); `PLOTTERS`
+draws them by name. A claim without that data simply has no plot. The keys (documented in
+docs/claims.md, "Plot data"):
 
 - C4 `layers`: [{layer, alpha, ci, spectrum, ranks, intercept, r2}] -> alpha vs depth with the CI band
   per site; log-log eigenspectra with the fitted power laws.
@@ -302,10 +303,19 @@ def _action(rows: Sequence[Row]) -> list[tuple[str, str, str, Any]]:
     return out
 
 
-PLOTTERS: dict[str, tuple[Callable[[Sequence[Row]], list[tuple[str, str, str, Any]]], ...]] = {
-    "C1": (_purity,), "C2": (_paths,), "C3": (_scales,), "C4": (_alpha_depth, _spectra),
-    "C5": (_dropout,), "C6": (_action,),
+Plotter = Callable[[Sequence[Row]], list[tuple[str, str, str, Any]]]
+PLOTTERS: dict[str, Plotter] = {  # by the plot names claims declare (ClaimSpec.plots)
+    "purity": _purity, "paths": _paths, "scales": _scales, "alpha-depth": _alpha_depth, "spectra": _spectra,
+    "dropout": _dropout, "action": _action,
 }
+
+
+def plotters_of(claim: str) -> tuple[Plotter, ...]:
+    """The plotters of a claim polyaudit ships, in the order its spec declares its plots."""
+    from polyaudit.analyses.catalog import CLAIMS
+
+    spec = CLAIMS.get(claim)
+    return () if spec is None else tuple(PLOTTERS[p.name] for p in spec.plots)
 
 
 def _fmt(x: Any) -> str:
@@ -319,7 +329,7 @@ def make_plots(rows: Sequence[Row]) -> list[Plot]:
     for r in rows:
         groups.setdefault((str(r.get("claim")), str(r.get("model"))), []).append(r)
     for (claim, model), group in groups.items():
-        for plotter in PLOTTERS.get(claim, ()):
+        for plotter in plotters_of(claim):
             try:  # a claim's odd details cost its plot, never the report
                 drawn = [Plot(claim, kind, model, title, caption, png_b64=_png(fig))
                          for kind, title, caption, fig in plotter(group)]

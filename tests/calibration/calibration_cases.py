@@ -38,10 +38,10 @@ from calibration_subjects import (
 )
 
 from polyaudit.analyses import c1, c2, c3, c4, c5, c6
-from polyaudit.analyses.common import adjust_evidence
-from polyaudit.analyses.downstream import SequentialDownstream
+from polyaudit.claimspec import adjust_evidence
+from polyaudit.interventions.downstream import SequentialDownstream
 from polyaudit.profiles import PROFILES, Profile
-from polyaudit.runtime import stable_int
+from polyaudit.serial import stable_int
 from polyaudit.verdict import Evidence, Status, decide
 
 NULL_PROFILE, POWER_PROFILE = "quick", "default"
@@ -186,7 +186,7 @@ def _c5_family(shuffle_rates: bool) -> Build:
     each feature, 3 seeds per rate); null: the same 15 models with their rates shuffled."""
 
     def build(seed: int, profile: Profile, correction: str) -> Rows:
-        from polyaudit.analyses.c5_collect import measure_family
+        from polyaudit.interventions.dropout_runs import measure_family
 
         probe = planted_probe(seed)
         members = [(r, subject_of(redundant_net(k, probe_seed=seed, seed=1000 * seed + j), probe, f"k{k}-s{j}"))
@@ -196,8 +196,8 @@ def _c5_family(shuffle_rates: bool) -> Build:
             members = [(float(r), sub) for r, (_, sub) in zip(rates, members, strict=True)]
         measured = measure_family(members, rng=audit_rng(seed, c5.CLAIM, "family", "unit-dropout"),
                                   batch_size=profile.batch_size)
-        return c5.family_evidence(measured, n_boot=profile.n_boot, n_perm=profile.n_perm,
-                                  rng=audit_rng(seed, c5.CLAIM, "family", "bootstrap"), correction=correction)
+        return c5.SPEC.adjust(c5.family_evidence(measured, n_boot=profile.n_boot, n_perm=profile.n_perm,
+                                                 rng=audit_rng(seed, c5.CLAIM, "family", "bootstrap")), correction)
 
     return build
 

@@ -12,7 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from polyaudit.cache import (
+from polyaudit.capture import Capture
+from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind
+from polyaudit.probes.base import ProbeSet
+from polyaudit.store.activations import (
     MAGIC,
     ActivationCache,
     PolyauditCacheWarning,
@@ -22,9 +25,6 @@ from polyaudit.cache import (
     entry_key,
     float16_scale,
 )
-from polyaudit.capture import Capture
-from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind
-from polyaudit.probes.base import ProbeSet
 
 KEY = entry_key("model", "probe", "blocks.0.resid")
 F16_REL = 2.0**-11  # float16 rounding: half a unit in the last place of an 11-bit significand

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polyaudit.cache import ActivationCache, PolyauditCacheWarning, entry_key
-from polyaudit.cache_limit import ENV_MAX_GB, GB, cap_from_config, entries, parse_max_gb, prune
 from polyaudit.cli import EXIT_OK, EXIT_REFUSED, main
 from polyaudit.errors import PolyauditError
+from polyaudit.store.activations import ActivationCache, PolyauditCacheWarning, entry_key
+from polyaudit.store.limit import ENV_MAX_GB, GB, cap_from_config, entries, parse_max_gb, prune
 
 KB = 1000
 
@@ -128,8 +128,8 @@ WRITER = textwrap.dedent(
     """
     import sys, warnings
     import numpy as np
-    from polyaudit.cache import ActivationCache
-    from polyaudit.results_cache import load_or_compute
+    from polyaudit.store.activations import ActivationCache
+    from polyaudit.store.results import load_or_compute
     from polyaudit.verdict import Evidence
     from pathlib import Path
 

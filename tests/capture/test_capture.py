@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from polyaudit.cache import ActivationCache
 from polyaudit.capture import Capture
 from polyaudit.errors import PolyauditError
 from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind
 from polyaudit.probes.base import ProbeSet
+from polyaudit.store.activations import ActivationCache
 
 D, VOCAB, SEQ, N_SEQ, N_LAYERS = 16, 50, 12, 10, 3
 

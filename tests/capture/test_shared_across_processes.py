@@ -14,7 +14,7 @@ import numpy as np
 
 CAPTURE = textwrap.dedent("""
     import json, sys
-    from polyaudit.runtime import RunOptions, Runtime
+    from polyaudit.run.runtime import RunOptions, Runtime
     from polyaudit.profiles import get_profile
     rt = Runtime(RunOptions(models=("zoo:mlp-digits",), cache_dir=sys.argv[1], profile=get_profile("quick")))
     subject = rt.subject("zoo:mlp-digits")
@@ -28,7 +28,7 @@ CAPTURE = textwrap.dedent("""
 MEASURE = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
-    from polyaudit.results_cache import load_or_compute
+    from polyaudit.store.results import load_or_compute
     from polyaudit.verdict import Evidence
 
     def compute():

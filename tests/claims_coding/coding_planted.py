@@ -13,7 +13,7 @@ from polyaudit.models.hashing import model_sha256
 from polyaudit.models.sequential import SequentialAdapter
 from polyaudit.probes.base import ProbeSet
 from polyaudit.profiles import PROFILES
-from polyaudit.runtime import RunOptions, Subject
+from polyaudit.run.runtime import RunOptions, Subject
 
 N_FEATURES = 12  # signal features of the planted task
 N_CLASSES = 4

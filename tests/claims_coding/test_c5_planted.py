@@ -8,8 +8,8 @@ import pytest
 from coding_planted import COPIES, RATES, planted_probe, redundant_net, subject_of
 
 from polyaudit.analyses import c5
-from polyaudit.analyses.c5_collect import measure_family
 from polyaudit.capture import SiteData
+from polyaudit.interventions.dropout_runs import measure_family
 from polyaudit.models.base import Site
 from polyaudit.verdict import Status, decide
 
@@ -30,7 +30,7 @@ def test_planted_redundancy_passes(probe) -> None:  # type: ignore[no-untyped-de
                for r, k in zip(RATES, COPIES, strict=True) for s in range(3)]
     measured = measure_family(members, rng=np.random.default_rng(0))
     assert measured.retained.shape == (15, 2, len(c5.TEST_RATES))
-    evidence = c5.family_evidence(measured, n_boot=N_BOOT, n_perm=N_PERM, rng=np.random.default_rng(1))
+    evidence = c5.SPEC.adjust(c5.family_evidence(measured, n_boot=N_BOOT, n_perm=N_PERM, rng=np.random.default_rng(1)))
     assert set(evidence) == {f"{s}:blocks.{i}.resid" for s in ("robustness", "alpha") for i in (0, 1)}
     for key, ev in evidence.items():
         verdict = decide(ev)
@@ -54,7 +54,7 @@ def test_shuffled_labels_of_identical_models_rarely_pass(probe) -> None:  # type
         rng = np.random.default_rng(seed)
         rates = rng.permutation(np.repeat(RATES, 3))
         measured = measure_family([(float(r), same) for r in rates], rng=rng)
-        evidence = c5.family_evidence(measured, n_boot=N_BOOT, n_perm=N_PERM, rng=rng)
+        evidence = c5.SPEC.adjust(c5.family_evidence(measured, n_boot=N_BOOT, n_perm=N_PERM, rng=rng))
         status = {k: decide(ev).status for k, ev in evidence.items()}
         assert all(v is Status.ERROR for k, v in status.items() if k.startswith("alpha")), status
         passed += any(v is Status.PASS for v in status.values())
@@ -71,7 +71,7 @@ def test_pure_noise_family_rarely_passes() -> None:
             rates=np.repeat(RATES, 3), retained=rng.normal(0.7, 0.05, (15, 3, 4)),
             alpha=rng.normal(-1, 0.1, (15, 3)), participation=rng.uniform(5, 10, (15, 3)),
             clean=np.full(15, 0.9), chance=0.1, sites=("a", "b", "c"))
-        evidence = c5.family_evidence(measured, n_boot=N_BOOT, n_perm=N_PERM, rng=rng)
+        evidence = c5.SPEC.adjust(c5.family_evidence(measured, n_boot=N_BOOT, n_perm=N_PERM, rng=rng))
         passed += any(decide(ev).status is Status.PASS for ev in evidence.values())
     assert passed <= 1
 

@@ -11,7 +11,7 @@ import torch
 from coding_planted import fourier_layers, subject_of
 
 from polyaudit.analyses import c6
-from polyaudit.analyses.c6_collect import (
+from polyaudit.interventions.stimuli import (
     circle_through,
     dot_loops,
     trajectories,

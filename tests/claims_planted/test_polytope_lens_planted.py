@@ -16,7 +16,7 @@ import torch
 from polytope_planted import boundary_nets, monosemantic_layer, two_class_inputs
 
 from polyaudit.analyses import c1, c2, c3
-from polyaudit.analyses.downstream import (
+from polyaudit.interventions.downstream import (
     AdapterDownstream,
     Contexts,
     SequentialDownstream,

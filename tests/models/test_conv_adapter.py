@@ -171,7 +171,7 @@ def test_zoo_cnn_reads_positions_without_retraining(tmp_path) -> None:
 
 def test_a_torchvision_resnet_when_installed() -> None:
     tv = pytest.importorskip("torchvision")
-    from polyaudit.measures.module_walk import ModuleWalker
+    from polyaudit.interventions.module_walk import ModuleWalker
 
     net = tv.models.resnet18(weights=None, num_classes=10).eval()  # random init: nothing downloaded
     adapter = make_adapter(net, torch.randn(2, 3, 32, 32))

@@ -21,6 +21,8 @@ from polyaudit.models.base import LoadedModel, Site, _first
 from polyaudit.models.hf import make_hf_adapter
 from polyaudit.models.loader import load_model
 from polyaudit.models.sequential import SequentialAdapter
+from polyaudit.probes.registry import build_probe
+from polyaudit.profiles import PROFILES
 
 N_LAYERS = 3  # build_tiny's default
 
@@ -310,12 +312,12 @@ def test_factory_module(factory_module: str) -> None:
 def test_factory_module_and_probe(factory_module: str) -> None:
     spec = f"{factory_module}:make_with_probe"
     lm = load_model(spec)
-    probe: Any = lm.probe
+    probe: Any = build_probe(None, lm, PROFILES["quick"], 0)
     assert probe.name == f"factory:{factory_module}:make_with_probe" == lm.default_probe
     assert probe.kind == "vectors" and probe.inputs.shape == (20, 4) and probe.n_samples == 20
     assert probe.label_names == ("3", "7")
     assert probe.labels.dtype == np.int64 and set(probe.labels) == {0, 1}
-    only = load_model(f"{factory_module}:make_inputs_only").probe
+    only = build_probe(None, load_model(f"{factory_module}:make_inputs_only"), PROFILES["quick"], 0)
     assert only is not None and only.labels is None
 
 

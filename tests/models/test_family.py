@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from polyaudit.analyses.unit_dropout import score, task_for, unit_dropout, unit_site_kind
 from polyaudit.errors import PolyauditError
+from polyaudit.interventions.unit_dropout import score, task_for, unit_dropout, unit_site_kind
 from polyaudit.models import zoo
-from polyaudit.models.family import (
-    DEFAULT_RATES,
-    FamilySubject,
-    implicit_family,
-    load_family,
-    parse_family,
-)
+from polyaudit.models.family import DEFAULT_RATES, implicit_family, parse_family
 from polyaudit.models.loader import load_model
 from polyaudit.models.sequential import SequentialAdapter
 from polyaudit.probes.digits import digits_probe
 from polyaudit.profiles import PROFILES
-from polyaudit.runtime import RunOptions, Runtime
+from polyaudit.run.family import FamilySubject, load_family
+from polyaudit.run.runtime import RunOptions, Runtime
 
 SMALL_MLP = {"width": "16", "depth": "2"}
 SMALL_AE = {"width": "2", "latent": "4"}
@@ -173,7 +168,7 @@ def test_load_family_and_mismatched_members(tmp_path: Path) -> None:
 def test_family_parametrization_without_training() -> None:
     """Test ids come from the architecture alone: the implicit family of a zoo --model (its rows
     carry the model's id), a SKIPPED entry for a model without one, and --family on its own."""
-    from polyaudit.models.family import family_params
+    from polyaudit.run.family import family_params
 
     before = dict(zoo.TRAIN_CALLS)
     runtime = Runtime(RunOptions(models=("zoo:mlp-digits?width=8&depth=2", "pkg.mod:make")))

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from polyaudit.errors import PolyauditError
-from polyaudit.memory import (
+from polyaudit.models.loader import check_dtype_supported, load_model
+from polyaudit.models.memory import (
     _meminfo_available,
     available_bytes,
     check_capture_fits,
@@ -21,7 +22,6 @@ from polyaudit.memory import (
     host_available_bytes,
     site_width,
 )
-from polyaudit.models.loader import check_dtype_supported, load_model
 
 
 def test_site_widths_follow_the_architecture(tiny_models: dict[str, Path]) -> None:
@@ -66,10 +66,10 @@ def test_checkpoint_size_from_the_safetensors_header(tiny_models: dict[str, Path
 
 
 def test_load_check_refuses_with_the_numbers(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import polyaudit.memory
+    import polyaudit.models.memory
 
     check_load_fits("tiny", tiny_models["gpt2"], None, "cpu")  # fits this machine
-    monkeypatch.setattr(polyaudit.memory, "available_bytes", lambda device: 1024)
+    monkeypatch.setattr(polyaudit.models.memory, "available_bytes", lambda device: 1024)
     with pytest.raises(PolyauditError) as info:
         check_load_fits("tiny", tiny_models["gpt2"], torch.float16, "cpu")
     msg = str(info.value)

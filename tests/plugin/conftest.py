@@ -46,8 +46,11 @@ FAKE_CLAIM = textwrap.dedent(
     '''
     import math
     import pytest
+    from polyaudit.claimspec import Check, ClaimSpec, Statistic
     from polyaudit.verdict import Evidence
 
+    SPEC = ClaimSpec("C9", 2, "a fake claim", "tests", (Statistic("fake", "fake-stat"),),
+                     (Check("fake", "fake", sites=("resid",)),))
     CASES = {
         "pass": dict(effect=0.5, ci=(0.2, 0.8), p=0.001),
         "fail": dict(effect=-0.5, ci=(-0.8, -0.2), p=0.001),
@@ -55,11 +58,11 @@ FAKE_CLAIM = textwrap.dedent(
         "error": dict(effect=math.nan, ci=(math.nan, math.nan), p=math.nan),
     }
 
-    @pytest.mark.claim("C9", version=2, name="fake", sites=("resid",))
+    @pytest.mark.claim(SPEC, check="fake")
     @pytest.mark.parametrize("site", [*CASES, "skip"])
     def test_fake(subject, site, audit):
         if site == "skip":
-            ev = Evidence.skipped("C9", 2, site, "fake", "does not apply here")
+            ev = SPEC.skipped(site, "does not apply here")
         else:
             ev = Evidence("C9", 2, site, "fake-stat", n=10, **CASES[site])
         audit.conclude(ev, subject)

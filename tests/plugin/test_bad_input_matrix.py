@@ -136,9 +136,9 @@ def _probe_too_small(env: Env) -> list[str]:
 
 
 def _little_memory(env: Env, free: int) -> None:
-    import polyaudit.memory
+    import polyaudit.models.memory
 
-    env.monkeypatch.setattr(polyaudit.memory, "available_bytes", lambda device: free)
+    env.monkeypatch.setattr(polyaudit.models.memory, "available_bytes", lambda device: free)
 
 
 def _weights_do_not_fit(env: Env) -> list[str]:

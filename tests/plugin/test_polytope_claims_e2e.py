@@ -104,13 +104,9 @@ def test_prefix_cache_gives_the_full_forward_numbers(tiny_models: dict[str, Path
     import numpy as np
     import torch
 
-    from polyaudit.analyses.downstream import (
-        AdapterDownstream,
-        Contexts,
-        later_sites,
-        make_downstream,
-    )
-    from polyaudit.analyses.prefix_cache import PrefixCachedDownstream
+    from polyaudit.interventions.downstream import AdapterDownstream, Contexts, later_sites
+    from polyaudit.interventions.evaluators import make_downstream
+    from polyaudit.interventions.prefix_cache import PrefixCachedDownstream
     from polyaudit.models.loader import load_model
     from polyaudit.probes.registry import build_probe
     from polyaudit.profiles import PROFILES

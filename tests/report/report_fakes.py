@@ -39,16 +39,19 @@ GATE_CLAIM = textwrap.dedent(
     import numpy as np
     import pytest
 
-    from polyaudit.report.rows import encode_array
+    from polyaudit.claimspec import Check, ClaimSpec, Statistic
+    from polyaudit.serial import encode_array
     from polyaudit.verdict import Evidence
 
-    SPEC = json.loads(pathlib.Path("effects.json").read_text())
-    VERSION = SPEC.get("version", 1)
+    EFFECTS = json.loads(pathlib.Path("effects.json").read_text())
+    VERSION = EFFECTS.get("version", 1)
+    SPEC = ClaimSpec("C7", VERSION, "a gate stand-in", "tests", (Statistic("rho", "fake-rho"),),
+                     (Check("gate", "rho", sites=("mlp_pre",)),))
 
-    @pytest.mark.claim("C7", version=VERSION, name="gate", sites=("mlp_pre",), statistic="fake-rho")
-    @pytest.mark.parametrize("site", sorted(SPEC["sites"]))
+    @pytest.mark.claim(SPEC, check="gate")
+    @pytest.mark.parametrize("site", sorted(EFFECTS["sites"]))
     def test_gate(subject, site, audit):
-        s = SPEC["sites"][site]
+        s = EFFECTS["sites"][site]
         z = audit.rng("C7", site).standard_normal(200)
         boot = s["effect"] + s.get("sd", 0.05) * z
         lo, hi = np.percentile(boot, [2.5, 97.5])
@@ -74,7 +77,12 @@ PLOT_CLAIMS = textwrap.dedent(
     import numpy as np
     import pytest
 
+    from polyaudit.claimspec import Check, ClaimSpec, Statistic
     from polyaudit.verdict import Evidence
+
+    def _spec(claim, check):
+        return ClaimSpec(claim, 1, f"{claim} stand-in", "tests", (Statistic("fake", "fake"),),
+                         (Check(check, "fake", sites=("mlp_pre",)),))
 
     def _c4_layers(slope):
         out = []
@@ -114,31 +122,31 @@ PLOT_CLAIMS = textwrap.dedent(
                       details=_details(claim, site), notes=f"{claim} stand-in")
         audit.conclude(ev, subject)
 
-    @pytest.mark.claim("C1", version=1, name="purity", sites=("mlp_pre",))
+    @pytest.mark.claim(_spec("C1", "purity"), check="purity")
     @pytest.mark.parametrize("site", [f"layer{l}/{b}" for l in range(3) for b in ("direction", "random")])
     def test_c1(subject, site, audit):
         _conclude(subject, audit, "C1", site)
 
-    @pytest.mark.claim("C2", version=1, name="paths", sites=("mlp_pre",))
+    @pytest.mark.claim(_spec("C2", "paths"), check="paths")
     @pytest.mark.parametrize("site", ["resid/linear", "resid/diff-vs-same"])
     def test_c2(subject, site, audit):
         _conclude(subject, audit, "C2", site)
 
-    @pytest.mark.claim("C3", version=1, name="scale", sites=("mlp_pre",))
+    @pytest.mark.claim(_spec("C3", "scale"), check="scale")
     def test_c3(subject, audit):
         _conclude(subject, audit, "C3", "resid/scale")
 
-    @pytest.mark.claim("C4", version=1, name="alpha-depth", sites=("mlp_pre",))
+    @pytest.mark.claim(_spec("C4", "alpha-depth"), check="alpha-depth")
     @pytest.mark.parametrize("site", ["resid", "mlp_pre"])
     def test_c4(subject, site, audit):
         _conclude(subject, audit, "C4", site)
 
-    @pytest.mark.claim("C5", version=1, name="dropout", sites=("mlp_pre",))
+    @pytest.mark.claim(_spec("C5", "dropout"), check="dropout")
     @pytest.mark.parametrize("site", ["resid", "mlp_pre"])
     def test_c5(subject, site, audit):
         _conclude(subject, audit, "C5", site)
 
-    @pytest.mark.claim("C6", version=1, name="action", sites=("mlp_pre",))
+    @pytest.mark.claim(_spec("C6", "action"), check="action")
     def test_c6(subject, audit):
         _conclude(subject, audit, "C6", "mlp_pre")
     '''

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from polyaudit.report.rows import decode_array, encode_array
+from polyaudit.serial import decode_array, encode_array
 
 MODEL = ["--model=factory64:make_old", "--probe=digits", "--no-reports", "-p", "no:cacheprovider"]
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from polyaudit.errors import PolyauditError
 from polyaudit.report.baseline import compare_rows, pair_models, parse_tolerances, row_key
-from polyaudit.report.rows import encode_array
+from polyaudit.serial import encode_array
 
 
 def _row(effect: float, *, sd: float = 0.05, verdict: str = "PASS", model: str = "m", site: str = "resid",

@@ -14,7 +14,7 @@ import pytest
 from polyaudit.cli import EXIT_OK, EXIT_REFUSED, EXIT_REGRESSED, main
 from polyaudit.report.document import build_document, dumps
 from polyaudit.report.load import sign
-from polyaudit.report.rows import encode_array
+from polyaudit.serial import encode_array
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = {"created": "20260101T000000Z", "seed": 0, "profile": "quick", "device": "cpu", "versions": {}}

@@ -29,7 +29,7 @@ from polyaudit.errors import PolyauditError
 from polyaudit.report.baseline import Baseline, compare_documents, parse_tolerances
 from polyaudit.report.document import build_document, dumps
 from polyaudit.report.load import load_report, sign
-from polyaudit.report.rows import encode_array
+from polyaudit.serial import encode_array
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

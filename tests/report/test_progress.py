@@ -57,7 +57,7 @@ def test_enabled_bar_suspends_capture_and_advances() -> None:
 def test_quiet_runs_have_no_progress(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
-        from polyaudit.plugin import RUNTIME
+        from polyaudit.plugin.state import RUNTIME
 
         def test_progress_flag(request):
             assert request.config.stash[RUNTIME].options.progress is False

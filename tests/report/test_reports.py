@@ -120,7 +120,7 @@ def test_html_renders_every_plot_in_headless_chromium(plot_run: pytest.Pytester)
 WRITER = textwrap.dedent(
     """
     import json, sys
-    from polyaudit.report.io import atomic_write_text
+    from polyaudit.serial import atomic_write_text
     path, n = sys.argv[1], int(sys.argv[2])
     small = json.dumps({"kind": "small", "rows": list(range(10))})
     large = json.dumps({"kind": "large", "rows": ["x" * 100] * 20000})
@@ -146,7 +146,7 @@ def test_a_report_being_written_is_never_read_half_written(tmp_path: Path) -> No
 
 
 def test_a_failed_write_keeps_the_old_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from polyaudit.report.io import atomic_write_text
+    from polyaudit.serial import atomic_write_text
 
     target = tmp_path / "report.json"
     target.write_text("old")
@@ -162,7 +162,7 @@ def test_a_failed_write_keeps_the_old_report(tmp_path: Path, monkeypatch: pytest
 
 
 def test_reports_are_readable_by_others(tmp_path: Path) -> None:
-    from polyaudit.report.io import atomic_write_text
+    from polyaudit.serial import atomic_write_text
 
     assert atomic_write_text(tmp_path / "r.md", "x").stat().st_mode & 0o044 == 0o044
 

@@ -1,4 +1,4 @@
-"""Exact segment crossings of convolutional and residual ReLU networks (polyaudit.measures.module_walk)
+"""Exact segment crossings of convolutional and residual ReLU networks (polyaudit.interventions.module_walk)
 against a brute-force count on a fine grid, computed with plain forward hooks on the original net."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from polyaudit.errors import PolyauditError
-from polyaudit.measures.module_walk import ModuleWalker
-from polyaudit.measures.polytopes import segment_crossings
+from polyaudit.interventions.module_walk import ModuleWalker, segment_crossings
 
 GRID = 2**15  # intervals of the brute-force grid
 

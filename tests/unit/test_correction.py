@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from polyaudit.analyses.common import adjust_evidence
+from polyaudit.claimspec import adjust_evidence
 from polyaudit.errors import PolyauditError
 from polyaudit.verdict import Evidence, Status, decide
 

@@ -149,7 +149,7 @@ def test_spline_codes_pack_and_concatenate() -> None:
 def test_spline_codes_survive_the_activation_cache_exactly() -> None:
     """The cache stores mlp_pre codes bit-packed from the float32 values: a pre-activation too small
     for float16 (it rounds to 0) keeps its sign in the codes."""
-    from polyaudit.cache import decode, encode
+    from polyaudit.store.activations import decode, encode
 
     x = np.array([[1e4, 1e-12, -1e-12, -3.0, 0.0, 2.0, 5.0, -1.0, 7.0]], dtype=np.float32).repeat(3, axis=0)
     packed = pack_codes(spline_codes(x))

@@ -1,5 +1,7 @@
-"""The per-test `audit` handle: profile, seeded generators, the run memo, and `conclude`, which turns
-Evidence into a verdict, records the report row and sets the pytest outcome."""
+"""The per-test `audit` handle: profile, seeded generators, the run memo, `measure` (a claim's
+evidence, computed once per run, adjusted for multiple comparisons as its spec declares, cached on
+disk) and `conclude`, which turns Evidence into a verdict, records the report row and sets the
+pytest outcome."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
+from polyaudit.plugin.marker import ClaimMarker, claim_of
+from polyaudit.plugin.state import ROW_KEY, ClaimError, ClaimFailed, ClaimInconclusive
 from polyaudit.profiles import Profile
 from polyaudit.report.rows import make_row
 from polyaudit.verdict import Evidence, Status, Verdict, decide
@@ -17,20 +21,17 @@ from polyaudit.verdict import Evidence, Status, Verdict, decide
 T = TypeVar("T")
 
 
-def _test_id(item: pytest.Item, model_id: str, site: str) -> str:
-    marker = item.get_closest_marker("claim")
-    if marker is None:
+def _test_id(item: pytest.Item, claim: ClaimMarker | None, model_id: str, site: str) -> str:
+    if claim is None:
         return item.nodeid
-    claim = marker.args[0] if marker.args else marker.kwargs.get("id", "?")
-    name = marker.kwargs.get("name", item.name.split("[")[0])
-    return f"{claim}-{name}[{model_id}:{site}]"
+    return f"{claim.spec.id}-{claim.check.name}[{model_id}:{site}]"
 
 
 def _provenance(subject: Any, probe_spec: str | None) -> dict[str, Any]:
     prov: dict[str, Any] = {"model": subject.model_info()}
     try:
         prov["probe"] = subject.probe(probe_spec).describe()
-    except Exception as e:
+    except Exception as e:  # provenance must never cost the row: the probe's problem is recorded instead
         prov["probe"] = {"name": str(probe_spec), "error": f"{type(e).__name__}: {e}"}
     return prov
 
@@ -39,6 +40,7 @@ class Auditor:
     def __init__(self, item: pytest.Item, runtime: Any) -> None:
         self.item = item
         self.runtime = runtime
+        self.claim = claim_of(item)
 
     @property
     def profile(self) -> Profile:
@@ -61,24 +63,19 @@ class Auditor:
 
     def measure(self, subject: Any, compute: Callable[[], dict[str, Evidence]], probe: str | None = None) -> dict[str, Evidence]:
         """The claim's evidence by site for this model: computed once per run (shared by the
-        claim's test ids) and cached on disk for warm reruns."""
-        marker = self.item.get_closest_marker("claim")
-        if marker is None:
-            raise RuntimeError("audit.measure needs a @pytest.mark.claim(...) marker on the test")
-        claim = marker.args[0]
-        version = int(marker.kwargs.get("version", 1))
-        return self.runtime.measure(subject, claim, version, probe if probe is not None else marker.kwargs.get("probe"), compute)
+        claim's test ids), adjusted as the claim's spec declares, and cached on disk for warm reruns."""
+        if self.claim is None:
+            raise RuntimeError("audit.measure needs a @pytest.mark.claim(SPEC, check=...) marker on the test")
+        return self.runtime.measure(subject, self.claim.spec, probe if probe is not None else self.claim.check.probe,
+                                    compute, code_files=(str(self.item.path),))
 
     def conclude(self, evidence: Evidence, subject: Any, probe: str | None = None) -> Verdict:
         """Record the row and set the outcome: PASS returns; FAIL/INCONCLUSIVE/ERROR raise the
         plugin's outcome exceptions; SKIPPED skips with the reason."""
-        from polyaudit.plugin import ROW_KEY, ClaimError, ClaimFailed, ClaimInconclusive
-
-        marker = self.item.get_closest_marker("claim")
-        if probe is None and marker is not None:
-            probe = marker.kwargs.get("probe")
+        if probe is None and self.claim is not None:
+            probe = self.claim.check.probe
         verdict = decide(evidence, self.profile.alpha)
-        row = make_row(evidence, verdict, test_id=_test_id(self.item, subject.id, evidence.site),
+        row = make_row(evidence, verdict, test_id=_test_id(self.item, self.claim, subject.id, evidence.site),
                        nodeid=self.item.nodeid, model=subject.id, provenance=_provenance(subject, probe))
         self.item.user_properties.append((ROW_KEY, json.dumps(row, sort_keys=True)))
         if verdict.status is Status.PASS:
@@ -94,17 +91,15 @@ class Auditor:
 
 def error_row(item: pytest.Item, runtime: Any, message: str) -> dict[str, Any] | None:
     """The ERROR row for a measurement that raised instead of concluding."""
-    marker = item.get_closest_marker("claim")
+    claim = claim_of(item)
     callspec = getattr(item, "callspec", None)
-    if marker is None or callspec is None or "subject" not in callspec.params:
+    if claim is None or callspec is None or "subject" not in callspec.params:
         return None
     subject = runtime.subject(callspec.params["subject"])
     # rows of one claim differ by site, or by their other parameters (C2's path, C1's layer/baseline)
     others = [str(v) for k, v in callspec.params.items() if k != "subject"]
     site = str(callspec.params["site"]) if "site" in callspec.params else ("/".join(others) or "-")
-    claim = marker.args[0] if marker.args else marker.kwargs.get("id", "?")
-    version = int(marker.args[1] if len(marker.args) > 1 else marker.kwargs.get("version", 1))
-    ev = Evidence.failed(claim, version, site, marker.kwargs.get("statistic", "-"), message)
+    ev = claim.spec.failed(site, message, stat=claim.check.statistic)
     verdict = decide(ev)
-    return make_row(ev, verdict, test_id=_test_id(item, subject.id, site), nodeid=item.nodeid,
-                    model=subject.id, provenance=_provenance(subject, marker.kwargs.get("probe")))
+    return make_row(ev, verdict, test_id=_test_id(item, claim, subject.id, site), nodeid=item.nodeid,
+                    model=subject.id, provenance=_provenance(subject, claim.check.probe))

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 
 from polyaudit.errors import PolyauditError
+from polyaudit.plugin.marker import claim_of
+from polyaudit.plugin.state import ROW_KEY, RUNTIME, row_of
 from polyaudit.report.baseline import (
     Baseline,
     RowDiff,
@@ -29,8 +31,6 @@ from polyaudit.report.baseline import (
     parse_tolerances,
     read_pyproject,
 )
-
-ROW_KEY = "polyaudit_row"
 
 
 def _pyproject(config: pytest.Config) -> Path | None:
@@ -76,8 +76,6 @@ class Gate:
         yield
         if self.baseline is None or config.option.collectonly:
             return
-        from polyaudit.plugin import RUNTIME
-
         runtime = config.stash[RUNTIME]
         callspecs = [getattr(it, "callspec", None) for it in items]
         specs = list(dict.fromkeys(c.params["subject"] for c in callspecs if c is not None and "subject" in c.params))
@@ -86,13 +84,11 @@ class Gate:
             self.pairing = pair_models(self.baseline.models, ids)
             checked: set[tuple[str, str, Any]] = set()
             for it in items:
-                marker = it.get_closest_marker("claim")
+                marked = claim_of(it)
                 callspec = getattr(it, "callspec", None)
-                if marker is None or callspec is None or "subject" not in callspec.params:
+                if marked is None or callspec is None or "subject" not in callspec.params:
                     continue
-                claim = str(marker.args[0] if marker.args else marker.kwargs.get("id", "?"))
-                version = int(marker.args[1] if len(marker.args) > 1 else marker.kwargs.get("version", 1))
-                probe = marker.kwargs.get("probe")
+                claim, version, probe = marked.spec.id, marked.spec.version, marked.check.probe
                 spec = callspec.params["subject"]
                 if (spec, claim, probe) in checked:
                     continue
@@ -142,11 +138,9 @@ class Gate:
     def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config) -> Any:
         if self.baseline is None or report.when != "call" or not report.failed:
             return None
-        for key, value in report.user_properties:
-            if key == ROW_KEY:
-                row = json.loads(value) if isinstance(value, str) else dict(value)  # type: ignore[call-overload]
-                if (row.get("baseline") or {}).get("status") == "regressed":
-                    return "failed", "R", ("REGRESSED", {"red": True})
+        row = row_of(report)
+        if row is not None and (row.get("baseline") or {}).get("status") == "regressed":
+            return "failed", "R", ("REGRESSED", {"red": True})
         return None
 
     # -- end of the session ----------------------------------------------------------------------
@@ -170,5 +164,3 @@ class Gate:
             out.append(f"polyaudit {self.baseline.label}: not in this run: {', '.join(desc['missing'])}")
         return out
 
-
-GATE = pytest.StashKey[Gate]()

@@ -14,12 +14,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from polyaudit.errors import PolyauditError
+from polyaudit.plugin.state import (
+    CACHE_CAP,
+    FAMILY_ERROR,
+    GATE,
+    RECORDER,
+    ROW_KEY,
+    RUNTIME,
+    ClaimInconclusive,
+    ClaimOutcome,
+    row_of,
+)
 
 OPT_MODEL = "--model"
 OPT_FAMILY = "--family"
@@ -44,56 +54,6 @@ OPT_REPLACE_BASELINE = "--replace-baseline"
 OPT_TOLERANCE = "--tolerance"
 OPT_CORRECTION = "--correction"
 OPT_CACHE_MAX_GB = "--cache-max-gb"
-
-ROW_KEY = "polyaudit_row"
-
-
-class ClaimOutcome(Exception):
-    status = "?"
-
-
-class ClaimFailed(ClaimOutcome):
-    status = "FAIL"
-
-
-class ClaimInconclusive(ClaimOutcome):
-    status = "INCONCLUSIVE"
-
-
-class ClaimError(ClaimOutcome):
-    status = "ERROR"
-
-
-def _utc_stamp() -> str:
-    from polyaudit.report.document import utc_stamp
-
-    return utc_stamp()
-
-
-@dataclass(eq=False)  # registered as a plugin object: must stay hashable
-class Recorder:
-    """Collects report rows from test reports (registered as a plugin object; kept in config.stash).
-    Rows arrive through `report.user_properties`, so this works on a pytest-xdist controller too."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
-    written: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # e.g. what the cache cap evicted
-    created: str = field(default_factory=_utc_stamp)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        row = _row_of(report)
-        if row is not None and row["test_id"] not in self.seen:
-            self.seen.add(row["test_id"])
-            self.rows.append(row)
-
-
-RUNTIME = pytest.StashKey["Any"]()
-FAMILY_ERROR = pytest.StashKey[str]()
-RECORDER = pytest.StashKey[Recorder]()
-CACHE_CAP = pytest.StashKey["Any"]()  # polyaudit.cache_limit.CacheCap or None
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("polyaudit", "polyaudit: interpretability claims as tests")
@@ -161,7 +121,7 @@ def _names(name: str, other_plugin: str) -> tuple[str, ...]:
 def _options(config: pytest.Config) -> Any:
     from polyaudit.profiles import get_profile
     from polyaudit.progress import progress_allowed
-    from polyaudit.runtime import DEFAULT_MODELS, DEVICES, DTYPES, RunOptions
+    from polyaudit.run.runtime import DEFAULT_MODELS, DEVICES, DTYPES, RunOptions
 
     o = config.option
     seed_txt = str(o.polyaudit_seed)
@@ -201,26 +161,27 @@ def _options(config: pytest.Config) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from polyaudit.runtime import Runtime
+    from polyaudit.run.runtime import Runtime
 
     config.addinivalue_line(
         "markers",
-        "claim(id, version, name, sites=(), probe=None, min_samples=0): a polyaudit claim; the "
-        "plugin captures the named site kinds once per model and records the verdict row",
+        "claim(spec, check=NAME): a polyaudit claim test; `spec` is the claim's ClaimSpec "
+        "(polyaudit.claimspec), `check` one of its checks; the plugin captures the check's site kinds "
+        "once per model and records the verdict row",
     )
     config.stash[RUNTIME] = Runtime(_options(config))
     from polyaudit.threads import share_cores
 
     share_cores()  # a pytest-xdist worker takes its share of the cores
-    from polyaudit.cache_limit import cap_from_config
+    from polyaudit.store.limit import cap_from_config
 
     try:
         config.stash[CACHE_CAP] = cap_from_config(config.option.polyaudit_cache_max_gb,
                                                   config.option.polyaudit_cache_dir)
     except PolyauditError as e:
         raise pytest.UsageError(str(e)) from None
+    from polyaudit.plugin.gate import Gate
     from polyaudit.progress import set_capture_suspender
-    from polyaudit.report.gate import GATE, Gate
 
     capman = config.pluginmanager.getplugin("capturemanager")
     progress = config.stash[RUNTIME].options.progress and capman is not None
@@ -228,6 +189,8 @@ def pytest_configure(config: pytest.Config) -> None:
     gate = Gate.from_config(config, config.stash[RUNTIME].options.seed)
     config.stash[GATE] = gate
     config.pluginmanager.register(gate, "polyaudit-gate")
+    from polyaudit.plugin.recorder import Recorder
+
     recorder = Recorder()
     config.stash[RECORDER] = recorder
     config.pluginmanager.register(recorder, "polyaudit-recorder")
@@ -247,7 +210,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("subject", list(specs), indirect=True, scope="session",
                              ids=[model_id(s) for s in specs])
     if "dropout_family" in metafunc.fixturenames:  # C5: one test id per dropout family x layer
-        from polyaudit.models.family import family_params
+        from polyaudit.run.family import family_params
 
         runtime = metafunc.config.stash[RUNTIME]
         try:
@@ -267,28 +230,30 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     runtime = config.stash[RUNTIME]
     if config.stash.get(FAMILY_ERROR, None):
         raise pytest.UsageError(config.stash[FAMILY_ERROR])
+    from polyaudit.plugin.marker import claim_of
+
     needs: list[tuple[str, Any]] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or "subject" not in callspec.params:
             continue
-        needs.append((callspec.params["subject"], item.get_closest_marker("claim")))
+        claim = claim_of(item)
+        needs.append((callspec.params["subject"], None if claim is None else claim.check))
     if not needs or config.option.collectonly:
         return
     try:
-        for spec, marker in needs:
+        for spec, check in needs:
             subject = runtime.subject(spec)
-            if marker is not None:
-                subject.request(marker.kwargs.get("sites", ()), marker.kwargs.get("probe"),
-                                int(marker.kwargs.get("min_samples", 0)))
+            if check is not None:
+                subject.request(check.sites, check.probe, check.min_samples)
         for spec in dict.fromkeys(s for s, _ in needs):
             runtime.subject(spec).prepare()
-        from polyaudit.memory import check_subject_capture
+        from polyaudit.models.memory import check_subject_capture
 
         kinds: dict[tuple[str, Any], set[str]] = {}
-        for spec, marker in needs:
-            if marker is not None:
-                kinds.setdefault((spec, marker.kwargs.get("probe")), set()).update(marker.kwargs.get("sites", ()))
+        for spec, check in needs:
+            if check is not None:
+                kinds.setdefault((spec, check.probe), set()).update(check.sites)
         for (spec, probe), site_kinds in kinds.items():
             check_subject_capture(runtime.subject(spec), probe, sorted(site_kinds))
     except PolyauditError as e:
@@ -305,7 +270,7 @@ def subject(request: pytest.FixtureRequest) -> Any:
 def dropout_family(request: pytest.FixtureRequest) -> Any:
     """A dropout family under audit (C5), its models trained or loaded once per run; or, for a model
     without one, a stand-in whose rows conclude SKIPPED with the reason."""
-    from polyaudit.models.family import family_subject
+    from polyaudit.run.family import family_subject
 
     return family_subject(request.config.stash[RUNTIME], request.param)
 
@@ -313,16 +278,9 @@ def dropout_family(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def audit(request: pytest.FixtureRequest) -> Any:
     """Per-test handle: profile, seeded rngs, the run memo, and `conclude(evidence)`."""
-    from polyaudit.auditor import Auditor
+    from polyaudit.plugin.auditor import Auditor
 
     return Auditor(request.node, request.config.stash[RUNTIME])
-
-
-def _row_of(report: pytest.TestReport) -> dict[str, Any] | None:
-    for key, value in getattr(report, "user_properties", ()):
-        if key == ROW_KEY:
-            return json.loads(value) if isinstance(value, str) else dict(value)
-    return None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -337,10 +295,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.outcome = "passed"
             report.longrepr = None
     elif isinstance(exc, PolyauditError) and item.get_closest_marker("claim") is not None:
-        from polyaudit.auditor import error_row
+        from polyaudit.plugin.auditor import error_row
 
         row = error_row(item, item.config.stash[RUNTIME], str(exc))
-        if row is not None and _row_of(report) is None:
+        if row is not None and row_of(report) is None:
             report.user_properties.append((ROW_KEY, json.dumps(row, sort_keys=True)))
         report.longrepr = f"ERROR: {exc}"
     return report
@@ -350,7 +308,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
     if report.when != "call":
         return None
-    row = _row_of(report)
+    row = row_of(report)
     if row is None:
         return None
     verdict = row.get("verdict")
@@ -373,7 +331,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # pytest-xdist worker: the controller writes the reports
     recorder = config.stash[RECORDER]
     if recorder.rows:
-        from polyaudit.report.writer import write_reports
+        from polyaudit.plugin.writer import write_reports
 
         write_reports(config, recorder)
     cap = config.stash.get(CACHE_CAP, None)
@@ -385,7 +343,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     recorder = config.stash.get(RECORDER, None)
     if recorder is None or not recorder.rows:
         return
-    from polyaudit.report.writer import terminal_text
+    from polyaudit.plugin.writer import terminal_text
 
     terminalreporter.write_sep("=", "polyaudit", bold=True)
     terminalreporter.write(terminal_text(config, recorder))

@@ -23,6 +23,7 @@ import torch
 
 from polyaudit.errors import PolyauditError
 from polyaudit.models.base import Site, SiteKind
+from polyaudit.threads import compute_threads
 
 DOT_RADII = (1.5, 2.0, 2.5, 3.0)
 DOT_SIGMAS = (0.8, 1.2)
@@ -149,8 +150,6 @@ def token_trajectories(loaded: Any, probe: Any, kind: SiteKind, rng: np.random.G
 def collect(subject: Any, kind: SiteKind, rng: np.random.Generator) -> tuple[list[Any], list[np.ndarray], dict[str, Any]]:
     """What C6 needs at every layer of `kind`: the probe's activations (SiteData, from the run's
     capture), the stimulus trajectories [K, T, m], and a description of the stimulus."""
-    from polyaudit.analyses.coding import compute_threads
-
     with compute_threads(subject.loaded.model):
         layers = subject.capture().get_kind(kind)
         trajs, info = _trajectories(subject, kind, rng)
@@ -159,8 +158,6 @@ def collect(subject: Any, kind: SiteKind, rng: np.random.Generator) -> tuple[lis
 
 def trajectories(subject: Any, kind: SiteKind, rng: np.random.Generator) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The C6 stimulus for this model and the trajectory it traces at every layer of `kind`."""
-    from polyaudit.analyses.coding import compute_threads
-
     with compute_threads(subject.loaded.model):
         return _trajectories(subject, kind, rng)
 

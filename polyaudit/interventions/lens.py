@@ -94,7 +94,7 @@ def hidden_site(adapter: Any) -> Any:
 
 def downstream_skip(adapter: Any, site: Any, loaded: Any) -> str | None:
     """Why paths from `site` cannot be measured on this model (None when they can)."""
-    from polyaudit.analyses.downstream import has_output_head, later_sites
+    from polyaudit.interventions.downstream import has_output_head, later_sites
 
     if not has_output_head(loaded):
         return ("the model returns hidden states only (no LM or MLM head): semantic change needs an "
@@ -107,7 +107,7 @@ def downstream_skip(adapter: Any, site: Any, loaded: Any) -> str | None:
 def site_activations(subject: Any, spec: str | None, site: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     """(activations [n, d], labels [n], Contexts) of every probe sample at `site` (None: inputs);
     context i is sample i's own input (its sequence, with its kept position, for tokens)."""
-    from polyaudit.analyses.downstream import Contexts
+    from polyaudit.interventions.downstream import Contexts
 
     probe = subject.probe(spec)
     if probe.labels is None:
@@ -130,7 +130,7 @@ def site_activations(subject: Any, spec: str | None, site: Any) -> tuple[np.ndar
     else:
         acts = np.asarray(capture(subject, spec).get(site).samples, dtype=np.float64)
     # boundaries are counted at every later pre-activation: NaN/inf there would count as "off"
-    from polyaudit.analyses.downstream import later_sites
+    from polyaudit.interventions.downstream import later_sites
 
     for s in ([site] if site is not None else []) + later_sites(subject.adapter, site):
         data = capture(subject, spec).get(s)

@@ -1,6 +1,6 @@
 """Run the rest of a model from a site on activations we choose (C2 and C3 perturb a site).
 
-`make_downstream(loaded, site, contexts)` picks the evaluator:
+`polyaudit.interventions.evaluators.make_downstream(loaded, site, contexts)` picks the evaluator:
 
 - `SequentialDownstream` — an `nn.Sequential` with only ReLU-like nonlinearities: the modules after
   the site, in float64. Codes come from `codes_along`, crossings along a segment are EXACT
@@ -8,14 +8,14 @@
 - `AdapterDownstream` — any other model the adapters know: one batched forward per chunk of points
   with a write hook at the site (the point replaces the activation at the context's kept position)
   and read hooks at every later `mlp_pre` site (the codes, at that position). Crossings are then
-  found by dense sampling and bisection (`polyaudit.analyses.paths`). For causal language models the
+  found by dense sampling and bisection (`polyaudit.analyses.polylines`). For causal language models the
   context is cut after the kept position (later tokens cannot affect it); in encoders (BERT) the
   written point also reaches the other positions through attention, but codes and outputs are read
   at the kept position only. Causal families with a key/value cache compute the prefix once per
   context (`prefix_cache`). Semantic output: the classifier's classes, the next-token distribution
   (causal LMs) or the masked-LM head (encoders) at the kept position.
 
-- `ModuleDownstream` (`polyaudit.analyses.conv_downstream`) — any other ReLU network (CNNs,
+- `ModuleDownstream` (`polyaudit.interventions.module_downstream`) — any other ReLU network (CNNs,
   ResNets, the conv autoencoder): a gated float64 copy of the whole model with the point written
   at the site; crossings EXACT. A model it refuses (max pooling, ...) falls back to the hooks, and
   the row says why.
@@ -235,46 +235,3 @@ def later_sites(adapter: Adapter, site: Site | None) -> list[Site]:
     """The `mlp_pre` sites after `site` (all of them after the input)."""
     first = 0 if site is None else site.layer + (1 if site.kind in ("resid", "mlp_out") else 0)
     return [s for s in adapter.sites("mlp_pre") if s.layer >= first]
-
-
-def make_downstream(loaded: LoadedModel, site: Site | None, contexts: Contexts, *, max_rows: int = 256) -> Any:
-    """Exact evaluator for piecewise-linear models (numpy walk for MLPs, gated module walk for CNNs),
-    adapter-hook evaluator otherwise."""
-    from polyaudit.models.conv import ConvAdapter
-    from polyaudit.models.sequential import SequentialAdapter
-
-    ad = loaded.adapter
-    if isinstance(ad, SequentialAdapter) and ad.piecewise_linear:
-        rest = after_site(loaded.model, site)  # type: ignore[arg-type]
-        try:
-            return SequentialDownstream(rest)
-        except PolyauditError:  # ReLU net with modules the numpy walk cannot read (Conv2d, ...)
-            pass
-    not_exact: str | None = None
-    if isinstance(ad, (SequentialAdapter, ConvAdapter)) and ad.piecewise_linear:
-        from polyaudit.analyses.conv_downstream import module_downstream
-
-        exact, not_exact = module_downstream(ad, site, contexts, max_rows=max_rows)
-        if exact is not None:  # CNNs, ResNets: the gated float64 copy of the whole model
-            return exact
-    encoder = bool(getattr(getattr(ad, "layout", None), "encoder", False))
-    if ad.input_kind == "tokens" and not encoder and site is not None:
-        from polyaudit.analyses.prefix_cache import CACHED_FAMILIES, PrefixCachedDownstream
-
-        if ad.family in CACHED_FAMILIES:
-            return PrefixCachedDownstream(ad, site, later_sites(ad, site), contexts, max_rows=max_rows)
-    down = AdapterDownstream(ad, site, later_sites(ad, site), contexts, max_rows=max_rows,
-                             causal=not encoder)
-    down.not_exact = not_exact
-    return down
-
-
-def describe(down: Any) -> str:
-    """One phrase for row notes: how codes and crossings were obtained."""
-    if down.exact:
-        return "crossings exact (ReLU net walked piece by piece)"
-    act = getattr(down, "activation", "?")
-    codes = (f"codes exact ({act})" if down.codes_exact
-             else f"codes approximate: {act} (sign of the pre-activation)")
-    why = getattr(down, "not_exact", None)
-    return f"{codes}; crossings approximate (dense sampling + bisection)" + (f", not exact: {why}" if why else "")

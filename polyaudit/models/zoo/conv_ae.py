@@ -20,16 +20,22 @@ their ratio as R^2.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from polyaudit.models.zoo import REGISTRY, ZooEntry, _forward_train, _one_thread, digits_split
+from polyaudit.models.zoo.base import (
+    RATE,
+    SEED,
+    ZooEntry,
+    on_cpu,
+    reconstruction_loss,
+    train_on_digits,
+)
+from polyaudit.threads import torch_threads
 
 EPOCHS = 40
-BATCH = 64
 LR = 3e-3
 
 
@@ -53,41 +59,16 @@ def build_conv_ae(p: dict[str, Any], g: torch.Generator) -> nn.Module:
         nn.Conv2d(c, 1, 3, padding=1, device="meta"),
         nn.Flatten(),
     ]
-    net = nn.Sequential(*layers).to_empty(device="cpu")
-    with torch.no_grad():
-        for m in net:
-            if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=g)
-                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
-                bound = 1.0 / math.sqrt(fan_in)
-                assert m.bias is not None  # every layer here has one
-                nn.init.uniform_(m.bias, -bound, bound, generator=g)
-    return net
+    return on_cpu(layers, g)
 
 
 def train_conv_ae(net: nn.Module, p: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """Adam on the reconstruction MSE, one thread, `EPOCHS` epochs of `BATCH` images."""
-    from polyaudit.progress import progress_bar
-
-    with _one_thread():
-        g = torch.Generator().manual_seed(p["seed"] + 1)
-        x_tr, _, x_te, _ = digits_split(p["seed"])
-        opt = torch.optim.Adam(net.parameters(), lr=LR)
-        with progress_bar(f"training zoo:conv-ae-digits (dropout {p['dropout']}, seed {p['seed']})",
-                          EPOCHS, progress) as advance:
-            for _ in range(EPOCHS):
-                order = torch.randperm(x_tr.shape[0], generator=g)
-                for i in range(0, len(order), BATCH):
-                    xb = x_tr[order[i : i + BATCH]]
-                    loss = nn.functional.mse_loss(_forward_train(net, xb, g), xb)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                advance(1)
-        net.eval()
-        with torch.no_grad():
-            mse = nn.functional.mse_loss(net(x_te), x_te).item()
-            base = nn.functional.mse_loss(x_tr.mean(0, keepdim=True).expand_as(x_te), x_te).item()
+    """Adam on the reconstruction MSE, one thread, `EPOCHS` epochs."""
+    x_tr, _, x_te, _ = train_on_digits(net, p, name="conv-ae-digits", epochs=EPOCHS, lr=LR,
+                                       loss=reconstruction_loss, progress=progress)
+    with torch_threads(1), torch.no_grad():
+        mse = nn.functional.mse_loss(net(x_te), x_te).item()
+        base = nn.functional.mse_loss(x_tr.mean(0, keepdim=True).expand_as(x_te), x_te).item()
     return {
         "test_mse": round(mse, 6),
         "mean_image_mse": round(base, 6),
@@ -98,11 +79,11 @@ def train_conv_ae(net: nn.Module, p: dict[str, Any], progress: bool) -> dict[str
     }
 
 
-CONV_AE = ZooEntry(
+ENTRY = ZooEntry(
     name="conv-ae-digits",
     params={
-        "dropout": (float, 0.0, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-        "seed": (int, 0, lambda v: v >= 0, ">= 0"),
+        "dropout": RATE,
+        "seed": SEED,
         "width": (int, 8, lambda v: 1 <= v <= 256, "in 1..256"),
         "latent": (int, 16, lambda v: 1 <= v <= 1024, "in 1..1024"),
     },
@@ -111,5 +92,3 @@ CONV_AE = ZooEntry(
     default_probe="digits",
     doc="convolutional autoencoder on scikit-learn's 8x8 digits (dropout after every encoder ReLU)",
 )
-
-REGISTRY[CONV_AE.name] = CONV_AE

@@ -2,7 +2,7 @@
 
 A path is a polyline of K points at one site (linear or spherical interpolation between two
 activations, a ray of scalings c * h, a move h + t v along a feature direction). `walk_polylines`
-runs the rest of the model on it through a `Downstream` (see `polyaudit.analyses.downstream`) and
+runs the rest of the model on it through a `Downstream` (see `polyaudit.interventions.downstream`) and
 returns, for each of the K - 1 steps, the number of downstream boundaries crossed, plus the output
 distribution at every point:
 
@@ -21,7 +21,7 @@ Semantic change is measured on output distributions (log-probabilities) with `js
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -284,3 +284,14 @@ def summarize_paths(
         locations=tuple(loc for p in parts for loc in p[4]), exact=bool(parts[0][5]),
         n_evaluations=int(sum(p[6] for p in parts)),
     )
+
+
+def describe(down: Any) -> str:
+    """One phrase for row notes: how codes and crossings were obtained."""
+    if down.exact:
+        return "crossings exact (ReLU net walked piece by piece)"
+    act = getattr(down, "activation", "?")
+    codes = (f"codes exact ({act})" if down.codes_exact
+             else f"codes approximate: {act} (sign of the pre-activation)")
+    why = getattr(down, "not_exact", None)
+    return f"{codes}; crossings approximate (dense sampling + bisection)" + (f", not exact: {why}" if why else "")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyaudit.analyses.downstream import AdapterDownstream
+from polyaudit.interventions.downstream import AdapterDownstream
 from polyaudit.models.base import Site
 
 CACHED_FAMILIES = frozenset({"gpt2", "gpt_neox", "llama", "opt"})

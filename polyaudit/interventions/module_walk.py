@@ -19,7 +19,8 @@ A nonlinearity hidden in a container's forward (torch.relu, F.max_pool2d) cannot
 inspection: the first piece of every walk checks that the gated network is affine (the midpoint of
 x0 and x1 must map to the mean of their outputs) and refuses the walk when it is not.
 
-This module reads a torch module like `polytopes.segment_crossings` does: torch is imported lazily.
+`segment_crossings` here takes any such module: an `nn.Sequential` of Linear layers walks in numpy
+(`polyaudit.measures.polytopes.segment_crossings`), anything else through `ModuleWalker`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from polyaudit.errors import PolyauditError
-from polyaudit.measures.polytopes import Crossings
+from polyaudit.measures.polytopes import Crossings, affine_layers, negative_slope, walk_segment
 
 AFFINE_NAMES = (
     "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
@@ -45,17 +46,6 @@ _REL_TOL = 1e-12  # a pre-activation within this (relative) distance of 0 counts
 _AFFINE_TOL = 1e-7  # midpoint check: relative deviation allowed from an affine map
 
 
-def _negative_slope(m: Any) -> float:
-    name = type(m).__name__
-    if name == "ReLU":
-        return 0.0
-    if name == "LeakyReLU":
-        return float(m.negative_slope)
-    if m.weight.numel() != 1:
-        raise PolyauditError("exact crossings support PReLU with a single shared slope only")
-    return float(m.weight.detach().reshape(()).item())
-
-
 def check_module(net: Any) -> list[str]:
     """Paths of the gate (ReLU-like) modules of `net`; PolyauditError naming the first leaf module
     that is neither a gate nor affine in eval mode."""
@@ -65,7 +55,7 @@ def check_module(net: Any) -> list[str]:
             continue  # a container: its forward is checked by the affinity test of every walk
         name = type(m).__name__
         if name in GATE_NAMES:
-            _negative_slope(m)
+            negative_slope(m)
             paths.append(path)
         elif name.startswith("BatchNorm") and (not m.track_running_stats or m.running_mean is None):
             raise PolyauditError(f"exact crossings need eval-mode BatchNorm with running statistics; {path!r} has none")
@@ -133,7 +123,7 @@ class ModuleWalker:
         self._pre: dict[int, Any] = {}
         for _path, m in self.net.named_modules():
             if type(m).__name__ in GATE_NAMES and not len(m._modules):
-                gate = _Gate(self, _negative_slope(m))
+                gate = _Gate(self, negative_slope(m))
                 # the gate's forward hook replaces the module's output; the pre-hook saves its input
                 # (an in-place ReLU would overwrite it) and applies input writes
                 self._handles.append(m.register_forward_pre_hook(self._pre_hook))
@@ -319,3 +309,15 @@ class ModuleWalker:
 def module_crossings(net: Any, x0: np.ndarray, x1: np.ndarray) -> Crossings:
     """Exact crossings along the segment x0 -> x1 (the network's input shape, no batch axis)."""
     return ModuleWalker(net).walk(x0, x1)
+
+
+def segment_crossings(net: Any, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """Sorted float64 t in (0, 1) at which the segment x0 + t (x1 - x0) crosses a boundary of the
+    ReLU network `net` (one entry per unit flip), exact: an `nn.Sequential` of Linear layers walks in
+    numpy, any other module built of affine maps and ReLUs its gated float64 copy, with x0 and x1 in
+    the network's input shape."""
+    try:
+        layers = affine_layers(net)
+    except PolyauditError:
+        return module_crossings(net, x0, x1).t
+    return walk_segment(layers, x0, x1).t

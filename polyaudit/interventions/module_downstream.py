@@ -1,9 +1,9 @@
 """Exact downstream evaluation of convolutional ReLU networks (C2, C3 on CNNs and ResNets).
 
-`ModuleDownstream` is the `Downstream` of `polyaudit.analyses.paths` for any model whose
+`ModuleDownstream` is the `Downstream` of `polyaudit.analyses.polylines` for any model whose
 nonlinearities are all ReLU modules and whose other layers are affine in eval mode (Conv, BatchNorm,
 average pooling, Linear, residual additions): codes and outputs come from a gated float64 copy of
-the WHOLE model (`polyaudit.measures.module_walk.ModuleWalker`), with the point written into the
+the WHOLE model (`polyaudit.interventions.module_walk.ModuleWalker`), with the point written into the
 site (the input, a ReLU's output or its input); crossings along a segment are EXACT. Codes count
 every unit of every feature map downstream of the site (all channels at all positions: the
 network's own polytope), not only the positions a `pos=` selector reads.
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyaudit.analyses.downstream import Contexts, Work
 from polyaudit.errors import PolyauditError
-from polyaudit.measures.module_walk import ModuleWalker
+from polyaudit.interventions.downstream import Contexts, Work
+from polyaudit.interventions.module_walk import ModuleWalker
 from polyaudit.models.base import Adapter, Site
 
 

@@ -10,16 +10,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from polyaudit.plugin.state import GATE, RUNTIME
 from polyaudit.report.document import build_document, dumps, git_commit, versions
-from polyaudit.report.io import atomic_write_text
 from polyaudit.report.load import sign
 from polyaudit.report.markdown import render_markdown
 from polyaudit.report.terminal import render_table
+from polyaudit.serial import atomic_write_text
 
 
 def run_info(config: Any, recorder: Any) -> dict[str, Any]:
-    from polyaudit.plugin import RUNTIME
-
     opts = config.stash[RUNTIME].options
     return {
         "created": recorder.created,
@@ -36,8 +35,6 @@ def run_info(config: Any, recorder: Any) -> dict[str, Any]:
 
 
 def _gate_info(config: Any, recorder: Any) -> dict[str, Any] | None:
-    from polyaudit.report.gate import GATE
-
     gate = config.stash.get(GATE, None)
     return None if gate is None else gate.describe(recorder.rows)
 
@@ -73,8 +70,6 @@ def _folder_name(model_id: str) -> str:
 
 
 def write_reports(config: Any, recorder: Any) -> None:
-    from polyaudit.plugin import RUNTIME
-
     opts = config.stash[RUNTIME].options
     info = run_info(config, recorder)
     targets: list[tuple[str, str | Callable[[], str]]] = []  # HTML is rendered last, when written
@@ -116,8 +111,6 @@ def write_reports(config: Any, recorder: Any) -> None:
 
 
 def terminal_text(config: Any, recorder: Any) -> str:
-    from polyaudit.report.gate import GATE
-
     doc = build_document(recorder.rows, run_info(config, recorder))
     tw = config.get_terminal_writer()
     text = render_table(doc, width=tw.fullwidth, color=tw.hasmarkup)

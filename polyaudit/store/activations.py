@@ -31,9 +31,7 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import struct
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,8 +40,9 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from polyaudit.cache_limit import touch
-from polyaudit.paths import cache_root
+from polyaudit.serial import atomic_write_bytes
+from polyaudit.store.limit import touch
+from polyaudit.store.root import cache_root
 
 MAGIC = b"PAUDACT1"
 FORMAT_VERSION = 2  # 2: optional bit-packed spline codes
@@ -252,15 +251,7 @@ class ActivationCache:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(p) + ".lock"):
-                blob = encode(key, samples, groups, labels, codes)
-                fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{key[:16]}-", suffix=".tmp")
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(blob)
-                    os.replace(tmp, p)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
+                atomic_write_bytes(p, encode(key, samples, groups, labels, codes))
         except OSError as e:
             if not self._write_failed:
                 self._write_failed = True

@@ -1,7 +1,8 @@
 """A results cache for claim measurements: Evidence keyed by everything that determines it (model
-weights hash, probe hash, claim and version, profile, seed, polyaudit version), stored as JSON with a
-checksum. A warm rerun of an audit reads its numbers here without a forward pass or a bootstrap;
-a corrupt entry is reported in one line and recomputed."""
+weights hash, probe hash, claim and version, a hash of the code that computes it, profile, seed,
+correction, polyaudit version), stored as JSON with a checksum. A warm rerun of an audit reads its
+numbers here without a forward pass or a bootstrap; a corrupt entry is reported in one line and
+recomputed; an edited analysis never serves stale numbers (`code_digest`)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from polyaudit.cache_limit import touch
-from polyaudit.report.io import atomic_write_text
+from polyaudit.serial import atomic_write_text
+from polyaudit.store.limit import touch
 from polyaudit.verdict import Evidence, evidence_from_dict, evidence_to_dict
 
 FORMAT = 1
@@ -25,6 +26,57 @@ FORMAT = 1
 
 class CacheWarning(UserWarning):
     """A cache entry was unreadable or failed its checksum and was recomputed."""
+
+
+_DIGESTS: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a polyaudit module, found on disk without importing anything (None for a
+    name that is not a module, e.g. the `X` of `from polyaudit.m import X`)."""
+    import polyaudit
+
+    parts = name.split(".")[1:]
+    base = Path(polyaudit.__file__).parent.joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _polyaudit_imports(path: Path) -> set[str]:
+    """The polyaudit modules a source file imports (module or function level), as dotted names."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return {n for n in names if n == "polyaudit" or n.startswith("polyaudit.")}
+
+
+def code_digest(modules: tuple[str, ...], files: tuple[str, ...] = ()) -> str:
+    """sha256 of the source of `modules` and `files` and of every polyaudit module they import,
+    transitively: the code that computes a claim's numbers (memoised per process)."""
+    key = (tuple(modules), tuple(files))
+    if key not in _DIGESTS:
+        seen: dict[str, Path] = {}
+        todo = [(m, _module_file(m)) for m in modules] + [(f, Path(f)) for f in files]
+        while todo:
+            name, path = todo.pop()
+            if path is None or name in seen or not path.is_file():
+                continue
+            seen[name] = path
+            todo.extend((m, _module_file(m)) for m in _polyaudit_imports(path))
+        h = hashlib.sha256()
+        for name in sorted(seen):
+            h.update(f"{name}\n".encode())
+            h.update(seen[name].read_bytes())
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def results_key(**parts: Any) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyaudit.errors import PolyauditError
-from polyaudit.paths import cache_root
+from polyaudit.store.root import cache_root
 
 ENV_MAX_GB = "POLYAUDIT_CACHE_MAX_GB"
 PARTS = ("activations", "results", "zoo")

@@ -23,17 +23,23 @@ every ReLU, as in `mlp-digits`) all come from generators seeded by `seed`; one t
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from polyaudit.errors import PolyauditError
-from polyaudit.models.zoo import REGISTRY, ZooEntry, _forward_train, _one_thread, digits_split
+from polyaudit.models.zoo.base import (
+    RATE,
+    SEED,
+    ZooEntry,
+    classification_loss,
+    on_cpu,
+    test_accuracy,
+    train_on_digits,
+)
 
 EPOCHS = 20
-BATCH = 64
 LR = 3e-3
 
 
@@ -61,41 +67,15 @@ def build_cnn(p: dict[str, Any], g: torch.Generator) -> nn.Module:
         *block(1, c, 1), *block(c, c, 2), *block(c, c, 1), *block(c, c, 1),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10, device="meta"),
     ]
-    net = nn.Sequential(*layers).to_empty(device="cpu")
-    with torch.no_grad():
-        for m in net:
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=g)
-                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
-                bound = 1.0 / math.sqrt(fan_in)
-                assert m.bias is not None  # every layer here has one
-                nn.init.uniform_(m.bias, -bound, bound, generator=g)
-    return net
+    return on_cpu(layers, g)
 
 
 def train_cnn(net: nn.Module, p: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """Adam on cross-entropy, one thread, `EPOCHS` epochs of `BATCH` images."""
-    from polyaudit.progress import progress_bar
-
-    with _one_thread():
-        g = torch.Generator().manual_seed(p["seed"] + 1)
-        x_tr, y_tr, x_te, y_te = digits_split(p["seed"])
-        opt = torch.optim.Adam(net.parameters(), lr=LR)
-        with progress_bar(f"training zoo:cnn-digits (dropout {p['dropout']}, seed {p['seed']})",
-                          EPOCHS, progress) as advance:
-            for _ in range(EPOCHS):
-                order = torch.randperm(len(y_tr), generator=g)
-                for i in range(0, len(order), BATCH):
-                    idx = order[i : i + BATCH]
-                    loss = nn.functional.cross_entropy(_forward_train(net, x_tr[idx], g), y_tr[idx])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                advance(1)
-        net.eval()
-        with torch.no_grad():
-            acc = (net(x_te).argmax(-1) == y_te).float().mean().item()
-    return {"test_accuracy": round(acc, 6), "n_train": len(y_tr), "n_test": len(y_te), "epochs": EPOCHS}
+    """Adam on cross-entropy, one thread, `EPOCHS` epochs."""
+    _, y_tr, x_te, y_te = train_on_digits(net, p, name="cnn-digits", epochs=EPOCHS, lr=LR,
+                                             loss=classification_loss, progress=progress)
+    return {"test_accuracy": round(test_accuracy(net, x_te, y_te), 6), "n_train": len(y_tr),
+            "n_test": len(y_te), "epochs": EPOCHS}
 
 
 def cnn_adapter(net: nn.Module, p: dict[str, Any]) -> Any:
@@ -105,11 +85,11 @@ def cnn_adapter(net: nn.Module, p: dict[str, Any]) -> Any:
     return ConvAdapter(net, torch.zeros(2, 64), pos=str(p.get("pos", "center")))
 
 
-CNN = ZooEntry(
+ENTRY = ZooEntry(
     name="cnn-digits",
     params={
-        "dropout": (float, 0.0, lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-        "seed": (int, 0, lambda v: v >= 0, ">= 0"),
+        "dropout": RATE,
+        "seed": SEED,
         "width": (int, 24, lambda v: 1 <= v <= 256, "in 1..256"),
         "pos": (str, "center", _valid_pos, "center, all or I,J"),
     },
@@ -120,5 +100,3 @@ CNN = ZooEntry(
     adapter=cnn_adapter,
     view_params=("pos",),
 )
-
-REGISTRY[CNN.name] = CNN

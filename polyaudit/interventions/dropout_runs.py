@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 
 from polyaudit.analyses.c5 import SINGLE_RATE, TEST_RATES, FamilyMeasurements
-from polyaudit.analyses.coding import compute_threads, one_blas_thread, small_width
-from polyaudit.analyses.unit_dropout import (
+from polyaudit.interventions.unit_dropout import (
     per_sample,
     score,
     task_for,
     torch_generator,
     unit_site_kind,
 )
+from polyaudit.threads import blas_threads, compute_threads, small_width
 
 
 def layer_spectra(samples: Sequence[np.ndarray]) -> list[np.ndarray | None]:
@@ -96,7 +96,7 @@ def measure_family(
                 layers = sub.capture().get_kind(kind)
                 n_samples = layers[0].samples.shape[0]
                 spectra[id(sub)] = layer_spectra([data.samples for data in layers])
-    with one_blas_thread(small_width(max((e.shape[0] for es in spectra.values() for e in es if e is not None), default=0))):
+    with blas_threads(1, enabled=small_width(max((e.shape[0] for es in spectra.values() for e in es if e is not None), default=0))):
         for j in range(len(sites)):
             fits = fit_layer([spectra[id(sub)][j] for _, sub in members], n_samples,
                              first.adapter.rank_bound(sites[j]))

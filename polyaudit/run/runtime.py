@@ -3,15 +3,18 @@ captures, and a memo for measurements shared by several tests. Lives in `config.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from polyaudit.paths import cache_root
+from polyaudit.claimspec import ClaimSpec
+from polyaudit.errors import PolyauditError
 from polyaudit.profiles import Profile
+from polyaudit.serial import stable_int
+from polyaudit.store.root import cache_root
+from polyaudit.verdict import Evidence
 
 if TYPE_CHECKING:
     from polyaudit.capture import Capture
@@ -26,12 +29,6 @@ DEFAULT_MODEL = "zoo:mlp-digits"
 DEFAULT_MODELS = (DEFAULT_MODEL, "zoo:cnn-digits?pos=all")
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("float32", "float16", "bfloat16", "auto")
-
-
-def stable_int(*keys: object) -> int:
-    """A process-independent integer from keys (Python's hash() is salted per process)."""
-    h = hashlib.sha256("\x1f".join(map(str, keys)).encode()).digest()
-    return int.from_bytes(h[:8], "little")
 
 
 @dataclass(frozen=True)
@@ -114,8 +111,8 @@ class Subject:
     def capture(self, probe: str | None = None) -> Capture:
         key = self._probe_key(probe)
         if key not in self._captures:
-            from polyaudit.cache import ActivationCache
             from polyaudit.capture import Capture
+            from polyaudit.store.activations import ActivationCache
 
             cache = ActivationCache(cache_root(self.options.cache_dir) / "activations") if self.options.use_cache else None
             cap = Capture(self.loaded, self.probe(key), cache=cache,
@@ -173,27 +170,41 @@ class Runtime:
             self.subjects[spec] = Subject(loaded, self.options)
         return self.subjects[spec]
 
-    def measure(self, subject: Subject, claim: str, version: int, probe: str | None,
-                compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """A claim's evidence for one model: computed once per run, and served from the on-disk
-        results cache on a rerun with the same weights, probe, claim version, profile and seed."""
+    def measure(self, subject: Subject, spec: ClaimSpec, probe: str | None,
+                compute: Callable[[], dict[str, Evidence]], code_files: tuple[str, ...] = ()) -> dict[str, Evidence]:
+        """A claim's evidence for one model: computed once per run, adjusted for multiple comparisons
+        as the claim's spec declares (`ClaimSpec.adjust`, with --correction), and served from the
+        on-disk results cache on a rerun with the same weights, probe, claim version and code,
+        profile, seed and correction. `code_files`: source files besides the spec's modules whose
+        code computes it (the claim file)."""
         from polyaudit import __version__
-        from polyaudit.results_cache import load_or_compute, profile_fields, results_key
+        from polyaudit.store.results import (
+            code_digest,
+            load_or_compute,
+            profile_fields,
+            results_key,
+        )
 
-        def run() -> dict[str, Any]:
+        def adjusted() -> dict[str, Evidence]:
+            try:
+                return spec.adjust(compute(), self.options.correction)
+            except PolyauditError as e:  # the one boundary where a claim's errors get their context
+                raise e.with_context(claim=spec.id, model=subject.id) from e
+
+        def run() -> dict[str, Evidence]:
             root = cache_root(self.options.cache_dir) / "results" if self.options.use_cache else None
-            key = results_key(model=subject.loaded.sha256, probe=subject.probe(probe).digest, claim=claim,
-                              version=version, profile=profile_fields(self.options.profile),
-                              seed=self.options.seed, polyaudit=__version__,
-                              correction=self.options.correction)
-            evidence, hit = load_or_compute(root, key, compute)
+            key = results_key(model=subject.loaded.sha256, probe=subject.probe(probe).digest, claim=spec.id,
+                              version=spec.version, code=code_digest(spec.modules, code_files),
+                              profile=profile_fields(self.options.profile), seed=self.options.seed,
+                              polyaudit=__version__, correction=self.options.correction)
+            evidence, hit = load_or_compute(root, key, adjusted)
             if hit:
                 self.results_from_cache += 1
             else:
                 self.results_computed += 1
             return evidence
 
-        return self.memo(("measure", claim, subject.spec, probe), run)
+        return self.memo(("measure", spec.id, subject.spec, probe), run)
 
     def cache_summary(self) -> str | None:
         """One line for the terminal: what came from the caches and what was computed."""
