@@ -43,7 +43,6 @@ def _projection_ratio(repeats: int = 3) -> dict[str, Any]:
 
 def run(profile: str = "default") -> dict[str, Any]:
     from polyaudit.analyses import c5, c6
-    from polyaudit.analyses.coding import compute_threads
     from polyaudit.interventions.dropout_runs import measure_family, measure_single
     from polyaudit.interventions.stimuli import collect
     from polyaudit.interventions.unit_dropout import unit_site_kind
@@ -51,6 +50,7 @@ def run(profile: str = "default") -> dict[str, Any]:
     from polyaudit.profiles import get_profile
     from polyaudit.run.family import load_family
     from polyaudit.run.runtime import RunOptions, Runtime
+    from polyaudit.threads import compute_threads
 
     out: dict[str, Any] = {"profile": profile, "families": {}}
     with tempfile.TemporaryDirectory() as cache:

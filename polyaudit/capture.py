@@ -121,8 +121,18 @@ class Capture:
             self._requested.update(self.loaded.adapter.sites(kind))
 
     def get(self, site: Site) -> SiteData:
+        """The site's activations at every kept sample: from memory, the disk cache, or one forward
+        pass over the probe for every requested site not yet captured. Errors carry the model, probe
+        and site (the one place capture adds context to them)."""
         if site in self._memory:
             return self._memory[site]
+        try:
+            self._capture(site)
+        except PolyauditError as e:
+            raise e.with_context(model=self.loaded.id, probe=self.probe.name, site=site.name) from e
+        return self._memory[site]
+
+    def _capture(self, site: Site) -> None:
         todo = self._missing(self._requested | {site})
         if todo and self.cache is not None:
             # parallel workers (pytest-xdist) capture a (model, probe) once: the others wait for
@@ -135,7 +145,6 @@ class Capture:
                     self._forward(todo)
         elif todo:
             self._forward(todo)
-        return self._memory[site]
 
     def _missing(self, sites: Iterable[Site]) -> list[Site]:
         """Sites neither in memory nor in the disk cache, shallow to deep."""
@@ -259,8 +268,7 @@ class Capture:
         missing = [s.name for s in sites if s not in buffers]
         if missing and batches:
             raise PolyauditError(
-                f"sites {', '.join(missing)} never fired during the forward pass: the adapter names the wrong modules",
-                model=self.loaded.spec,
+                f"sites {', '.join(missing)} never fired during the forward pass: the adapter names the wrong modules"
             )
         for site in sites:
             samples = (

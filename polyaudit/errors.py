@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 
+class PolyauditCacheWarning(RuntimeWarning):
+    """A cache entry could not be used (corrupt, foreign) or written: it is recomputed and the run
+    goes on (one line)."""
+
+
 class PolyauditError(Exception):
     """A problem the user can act on: the message says what, why and what to do.
 

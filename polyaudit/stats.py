@@ -4,6 +4,11 @@ Spearman correlation, Cliff's delta, and multiple-comparison adjustment (Holm, B
 Pure numpy/scipy; every random draw comes from a `numpy.random.Generator` passed in. Garbage in
 (NaN, constant input, a statistic undefined on most resamples) raises PolyauditError: a claim turns
 it into an ERROR row, never into a number.
+
+Spearman, in one place: `spearman` (raises where undefined), `spearman_or_nan` (NaN there: one
+bootstrap replicate, one path), `spearman_rows` (rows of two matrices at once, vectorised),
+`spearman_permutation_null` (one side permuted), `spearman_with_ci`; `snap_ties` makes values
+closer than their resolution ties before ranking.
 """
 
 from __future__ import annotations
@@ -108,6 +113,57 @@ def spearman(x: Array, y: Array) -> float:
         raise PolyauditError("spearman is undefined for a constant input")
     rx, ry = _st.rankdata(xa), _st.rankdata(ya)
     return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def spearman_or_nan(x: Array, y: Array) -> float:
+    """`spearman`, or NaN where it is undefined: fewer than 2 pairs, a NaN/inf value, or a constant
+    side (e.g. one bootstrap replicate, one path). Same arithmetic as `spearman` where defined.
+    Vectors of different lengths are still an error."""
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if xa.ndim != 1 or xa.shape != ya.shape:
+        raise PolyauditError(f"spearman needs two equal-length vectors, got shapes {xa.shape} and {ya.shape}")
+    if xa.size < 2 or not (np.all(np.isfinite(xa)) and np.all(np.isfinite(ya))):
+        return float("nan")
+    if np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return float("nan")
+    return spearman(xa, ya)
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman of each row pair of x, y [B, n] at once (Pearson of average ranks, as `spearman`,
+    vectorised: it may differ from `spearman` in the last bit); NaN for a row where either side is
+    constant."""
+    rx = _st.rankdata(x, axis=1)
+    ry = _st.rankdata(y, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    denom = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rx * ry).sum(axis=1) / denom, np.nan)
+
+
+def spearman_permutation_null(x: Array, y: Array, n_perm: int, rng: np.random.Generator) -> np.ndarray:
+    """[n_perm] Spearman(x permuted, y) for `n_perm` random permutations of x: Pearson of average
+    ranks (what Spearman is, ties included), all permutations in one matrix product. All NaN when
+    either side is constant."""
+    rx = _st.rankdata(x) - (len(x) + 1) / 2.0
+    ry = _st.rankdata(y) - (len(y) + 1) / 2.0
+    denom = np.sqrt((rx @ rx) * (ry @ ry))
+    if denom == 0:
+        return np.full(n_perm, np.nan)
+    return rng.permuted(np.tile(rx, (n_perm, 1)), axis=1) @ ry / denom
+
+
+def snap_ties(values: Array, tol: float) -> np.ndarray:
+    """Values chained by gaps <= tol (in sorted order) replaced by their group's mean: values closer
+    than their resolution become ties before ranking, not a ranking of rounding errors."""
+    v = np.asarray(values, dtype=np.float64)
+    order = np.argsort(v, kind="stable")
+    group = np.concatenate([[0], np.cumsum(np.diff(v[order]) > tol)])
+    means = np.bincount(group, weights=v[order]) / np.bincount(group)
+    out = np.empty_like(v)
+    out[order] = means[group]
+    return out
 
 
 def spearman_with_ci(
@@ -253,9 +309,6 @@ def benjamini_hochberg(pvals: Array) -> np.ndarray:
     out = np.empty(m)
     out[order] = adj
     return out
-
-
-CORRECTIONS: tuple[str, ...] = ("holm", "bh")  # the values of --correction (holm is the default)
 
 
 def adjust(pvals: Array, method: str = "holm") -> np.ndarray:

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats as _st
 
 from polyaudit.errors import PolyauditError
+from polyaudit.stats import bootstrap_resamples, percentile_ci, permutation_p_value
 
 N_PERM_MIN = 1999  # pairings are cheap (a gather of m entries); 1/2000, the smallest p, survives Holm
 
@@ -87,8 +88,6 @@ def alignment_test(crossings: np.ndarray, change: np.ndarray, *, n_boot: int, n_
                    level: float = 0.95) -> AlignmentTest:
     """Own-versus-mismatch alignment of m polylines (module docstring); rows must vary (see
     `varying`) and m >= 3."""
-    from polyaudit.stats import bootstrap_resamples, percentile_ci, permutation_p_value
-
     r = alignment_matrix(crossings, change)
     m = r.shape[0]
     if m < 3:

@@ -22,19 +22,40 @@ shrink under resampling, and this bootstrap bias would otherwise shift the inter
 estimate).
 p: two-sided permutation null, labels shuffled (at least N_PERM_MIN times, the same shuffles in
 every restart), the restart-averaged effect against the restart-averaged null (two-sided, so that
-a clear effect of the wrong sign can FAIL). Version 1 held one clustering per method fixed: its CI
-was narrower than the effect's movement across seeds. A partition whose largest cluster holds more than half the samples is degenerate:
-its rows are ERROR, never a verdict (a partition degenerate in any restart counts).
+a clear effect of the wrong sign can FAIL). A partition whose largest cluster holds more than half
+the samples is degenerate: its rows are ERROR, never a verdict (a partition degenerate in any restart
+counts). `measure_monosemanticity` measures (partitions, entropies, resampled and shuffled
+entropies); `monosemanticity` turns that into rows. Earlier versions: docs/claims.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
+from polyaudit.errors import PolyauditError
+from polyaudit.measures import clustering as cl
+from polyaudit.measures.clustering import MAX_FRACTION, ClusterSizes, cluster_sizes
+from polyaudit.measures.polytopes import spline_codes
+from polyaudit.measures.purity import (
+    adjusted_mutual_information,
+    conditional_entropy,
+    label_entropy,
+    permuted_entropies,
+    resample_weights,
+    weighted_entropies,
+)
+from polyaudit.serial import encode_array
+from polyaudit.stats import (
+    bootstrap_p_value,
+    bootstrap_resamples,
+    percentile_ci,
+    permutation_p_value,
+)
 from polyaudit.verdict import Evidence
 
 STATISTIC = "H(label|baseline) - H(label|polytope) [bits]"
@@ -66,9 +87,6 @@ def partitions(acts: np.ndarray, codes: np.ndarray, k: int, rng: np.random.Gener
     """Cluster ids [n] of each method (one child generator per method, in a fixed order). With
     `errors`, a baseline that cannot be built (e.g. fewer units than K for `neuron`, as in a CNN
     layer with few channels) is left out and its reason stored there; else it raises."""
-    from polyaudit.errors import PolyauditError
-    from polyaudit.measures import clustering as cl
-
     seeds = rng.spawn(len(METHODS))
     out: dict[str, np.ndarray] = {}
     for method, g in zip(METHODS, seeds, strict=True):
@@ -90,6 +108,83 @@ def partitions(acts: np.ndarray, codes: np.ndarray, k: int, rng: np.random.Gener
                 raise
             errors[method] = str(e)
     return out
+
+
+@dataclass(frozen=True)
+class Monosemanticity:
+    """What C1 measures at one layer: every method's partitions in each restart, their label
+    entropies, and the resampled and label-shuffled entropies the CIs and p-values come from."""
+
+    k: int
+    n_labels: int
+    n_perm: int  # label shuffles drawn
+    runs: list[dict[str, np.ndarray]]  # per restart: cluster ids [n] of every method built
+    broken: dict[str, str]  # baselines that could not be built, and why
+    sizes: dict[str, ClusterSizes]  # per method, the worst restart (largest cluster)
+    h_runs: dict[str, np.ndarray]  # H(label | cluster) per restart [restarts]
+    h: dict[str, float]  # their mean over restarts
+    ami: dict[str, float]  # AMI, mean over restarts
+    weights: np.ndarray  # bootstrap counts [B, n]
+    boot: dict[str, np.ndarray]  # [restarts, B]: entropies under the bootstrap weights
+    null: dict[str, np.ndarray]  # [restarts, n_perm]: entropies under the label shuffles
+    pick: np.ndarray  # [B, restarts]: the restarts drawn in each bootstrap replicate
+
+    @property
+    def restarts(self) -> int:
+        return len(self.runs)
+
+
+@dataclass(frozen=True)
+class BaselineEffect:
+    """effect = H(baseline) - H(polytope), its re-centred bootstrap replicates, CI and permutation p."""
+
+    effect: float
+    replicates: np.ndarray  # samples and restarts resampled, re-centred on the effect
+    ci: tuple[float, float]
+    p: float
+
+
+def measure_monosemanticity(x: np.ndarray, y: np.ndarray, codes: np.ndarray, *, rng: np.random.Generator,
+                            n_boot: int, n_perm: int, groups: np.ndarray | None = None,
+                            k: int | None = None, restarts: int = N_RESTARTS) -> Monosemanticity:
+    """Partitions of `x` [n, d] (spline `codes` [n, d]) in `restarts` restarts, scored against
+    `y` [n]; bootstrap weights over `groups` (default: each sample) and label shuffles, the same
+    in every restart."""
+    n = int(x.shape[0])
+    n_labels = int(np.unique(y).size)
+    k = k or choose_k(n, n_labels)
+    broken: dict[str, str] = {}
+    restarts = max(int(restarts), 1)
+    runs = [partitions(x, codes, k, gr, errors=broken) for gr in rng.spawn(restarts)]
+    methods = runs[0]
+    all_sizes = {m: [cluster_sizes(run[m], k) for run in runs] for m in methods}
+    sizes = {m: max(s, key=lambda z: z.largest_fraction) for m, s in all_sizes.items()}  # the worst restart
+    h_runs = {m: np.array([conditional_entropy(run[m], y) for run in runs]) for m in methods}
+    ami = {m: float(np.mean([adjusted_mutual_information(run[m], y) for run in runs])) for m in methods}
+    g = None if groups is None or np.unique(groups).size == n else np.asarray(groups)
+    weights = resample_weights(bootstrap_resamples(n, n_boot, rng, groups=g), n)
+    n_perm = max(n_perm, N_PERM_MIN)
+    perms = rng.permuted(np.tile(np.arange(n), (n_perm, 1)), axis=1)
+    pick = rng.integers(0, restarts, size=(weights.shape[0], restarts))  # restarts drawn per replicate
+    return Monosemanticity(
+        k=k, n_labels=n_labels, n_perm=n_perm, runs=runs, broken=broken, sizes=sizes, h_runs=h_runs,
+        h={m: float(v.mean()) for m, v in h_runs.items()}, ami=ami, weights=weights,
+        boot={m: np.stack([weighted_entropies(run[m], y, weights) for run in runs]) for m in methods},
+        null={m: np.stack([permuted_entropies(run[m], y, perms) for run in runs]) for m in methods},
+        pick=pick,
+    )
+
+
+def baseline_effect(m: Monosemanticity, baseline: str) -> BaselineEffect:
+    """The restart-averaged effect of one baseline: CI from replicates that resample the samples
+    and the restarts (re-centred), p from the restart-averaged permutation null (two-sided)."""
+    effect = m.h[baseline] - m.h["polytope"]
+    diff = m.boot[baseline] - m.boot["polytope"]  # [restarts, B]
+    reps = np.take_along_axis(diff, m.pick.T, axis=0).mean(axis=0)  # samples and restarts resampled
+    centred = recentred(reps, effect)
+    lo, hi = percentile_ci(centred)
+    p = permutation_p_value(effect, (m.null[baseline] - m.null["polytope"]).mean(axis=0), alternative="two-sided")
+    return BaselineEffect(effect=effect, replicates=centred, ci=(lo, hi), p=p)
 
 
 def monosemanticity(
@@ -114,99 +209,72 @@ def monosemanticity(
     the bootstrap units (default: each sample). `extra_labels` (e.g. token identity) are scored
     with the same clusterings and reported in details only.
     """
-    from polyaudit.measures.clustering import MAX_FRACTION, cluster_sizes
-    from polyaudit.measures.polytopes import spline_codes
-    from polyaudit.measures.purity import (
-        adjusted_mutual_information,
-        conditional_entropy,
-        label_entropy,
-        permuted_entropies,
-        resample_weights,
-        weighted_entropies,
-    )
-    from polyaudit.serial import encode_array
-    from polyaudit.stats import (
-        bootstrap_p_value,
-        bootstrap_resamples,
-        percentile_ci,
-        permutation_p_value,
-    )
-
     x = np.asarray(acts, dtype=np.float64)
     y = np.asarray(labels)
     n = int(x.shape[0])
-
-    def failed(reason: str, details: dict[str, Any] | None = None) -> dict[str, Evidence]:
-        return {b: SPEC.failed(f"{site}/{b}", reason, n=n, details=details) for b in BASELINES}
-
-    if n < MIN_SAMPLES:
-        return failed(f"{n} labelled samples, the claim needs at least {MIN_SAMPLES}")
-    if not np.all(np.isfinite(x)):
-        return failed(f"activations contain {int(np.sum(~np.isfinite(x)))} NaN/inf values")
-    n_labels = int(np.unique(y).size)
-    if n_labels < 2:
-        return failed("every sample has the same label: purity is undefined")
-    k = k or choose_k(n, n_labels)
+    reason = _unusable(x, y)
+    if reason:
+        return {b: SPEC.failed(f"{site}/{b}", reason, n=n) for b in BASELINES}
     c = spline_codes(x) if codes is None else np.asarray(codes, dtype=bool)
-    broken: dict[str, str] = {}
-    restarts = max(int(restarts), 1)
-    runs = [partitions(x, c, k, gr, errors=broken) for gr in rng.spawn(restarts)]
-    clusters = runs[0]  # the first restart: sizes in the table, extra labels (details only)
-    all_sizes = {m: [cluster_sizes(run[m], k) for run in runs] for m in clusters}
-    sizes = {m: max(s, key=lambda z: z.largest_fraction) for m, s in all_sizes.items()}  # the worst restart
-    h_runs = {m: np.array([conditional_entropy(run[m], y) for run in runs]) for m in clusters}
-    h = {m: float(v.mean()) for m, v in h_runs.items()}
-    ami = {m: float(np.mean([adjusted_mutual_information(run[m], y) for run in runs])) for m in clusters}
-    g = None if groups is None or np.unique(groups).size == n else np.asarray(groups)
-    weights = resample_weights(bootstrap_resamples(n, n_boot, rng, groups=g), n)
-    n_perm = max(n_perm, N_PERM_MIN)
-    perms = rng.permuted(np.tile(np.arange(n), (n_perm, 1)), axis=1)
-    pick = rng.integers(0, restarts, size=(weights.shape[0], restarts))  # restarts drawn per replicate
-    # [restarts, B] and [restarts, n_perm] per method
-    boot = {m: np.stack([weighted_entropies(run[m], y, weights) for run in runs]) for m in clusters}
-    null = {m: np.stack([permuted_entropies(run[m], y, perms) for run in runs]) for m in clusters}
-    table = {m: {"H": h[m], "H_per_restart": h_runs[m].tolist(), "ami": ami[m], "sizes": sizes[m].summary()}
-             for m in METHODS if m in clusters}
-    common: dict[str, Any] = {
-        "k": k, "n": n, "n_labels": n_labels, "H_label": label_entropy(y), "methods": table,
-        "n_codes_distinct": int(np.unique(np.packbits(c, axis=1), axis=0).shape[0]),
-        "d": int(x.shape[1]), "n_boot": n_boot, "n_perm": n_perm, "max_fraction": MAX_FRACTION,
-        "layer": layer, "restarts": restarts,
-    }
+    m = measure_monosemanticity(x, y, c, rng=rng, n_boot=n_boot, n_perm=n_perm, groups=groups, k=k,
+                                restarts=restarts)
+    common = _common_details(m, x, y, c, n_boot=n_boot, layer=layer)
     if extra_labels:
         common["extra_labels"] = {
-            name: _score_extra(clusters, lab, weights) for name, lab in extra_labels.items()
+            name: _score_extra(m.runs[0], lab, m.weights) for name, lab in extra_labels.items()
         }
-    rows: dict[str, Evidence] = {}
-    for b in BASELINES:
-        row_site = f"{site}/{b}"
-        if b in broken:
-            rows[b] = SPEC.failed(row_site, f"{b} baseline: {broken[b]}", n=n, details=common)
-            continue
-        bad = [m for m in ("polytope", b) if sizes[m].degenerate()]
-        if bad:
-            rows[b] = SPEC.failed(
-                row_site,
-                f"degenerate {' and '.join(bad)} clustering: the largest cluster holds "
-                f"{max(sizes[m].largest_fraction for m in bad):.0%} of the samples (> {MAX_FRACTION:.0%})",
-                n=n, details=common)
-            continue
-        effect = h[b] - h["polytope"]
-        diff = boot[b] - boot["polytope"]  # [restarts, B]
-        reps = np.take_along_axis(diff, pick.T, axis=0).mean(axis=0)  # samples and restarts resampled
-        centred = recentred(reps, effect)
-        lo, hi = percentile_ci(centred)
-        p = permutation_p_value(effect, (null[b] - null["polytope"]).mean(axis=0), alternative="two-sided")
-        rows[b] = SPEC.evidence(
-            row_site, effect=float(effect), ci=(float(lo), float(hi)), p=float(p), n=n,
-            notes=(f"{notes}; " if notes else "") + f"K={k}, mean of {restarts} restarts, H polytope {h['polytope']:.2f} vs "
-                  f"{b} {h[b]:.2f} bits (H(label) {common['H_label']:.2f}); AMI "
-                  f"{ami['polytope']:.2f} vs {ami[b]:.2f}",
-            details={**common, "baseline": b, "effect_ami": ami["polytope"] - ami[b],
-                     "effect_per_restart": (h_runs[b] - h_runs["polytope"]).tolist(),
-                     "p_bootstrap": float(bootstrap_p_value(centred)), "boot_effect": encode_array(centred)},
-        )
-    return rows
+    return {b: _baseline_row(m, b, site=f"{site}/{b}", n=n, notes=notes, common=common) for b in BASELINES}
+
+
+def _unusable(x: np.ndarray, y: np.ndarray) -> str | None:
+    """Why these samples cannot be scored (every row ERROR), or None."""
+    n = int(x.shape[0])
+    if n < MIN_SAMPLES:
+        return f"{n} labelled samples, the claim needs at least {MIN_SAMPLES}"
+    if not np.all(np.isfinite(x)):
+        return f"activations contain {int(np.sum(~np.isfinite(x)))} NaN/inf values"
+    if int(np.unique(y).size) < 2:
+        return "every sample has the same label: purity is undefined"
+    return None
+
+
+def _common_details(m: Monosemanticity, x: np.ndarray, y: np.ndarray, codes: np.ndarray, *,
+                    n_boot: int, layer: int | None) -> dict[str, Any]:
+    """The details every row of the layer shares: the per-method table and the sizes."""
+    table = {meth: {"H": m.h[meth], "H_per_restart": m.h_runs[meth].tolist(), "ami": m.ami[meth],
+                    "sizes": m.sizes[meth].summary()}
+             for meth in METHODS if meth in m.runs[0]}
+    return {
+        "k": m.k, "n": int(x.shape[0]), "n_labels": m.n_labels, "H_label": label_entropy(y), "methods": table,
+        "n_codes_distinct": int(np.unique(np.packbits(codes, axis=1), axis=0).shape[0]),
+        "d": int(x.shape[1]), "n_boot": n_boot, "n_perm": m.n_perm, "max_fraction": MAX_FRACTION,
+        "layer": layer, "restarts": m.restarts,
+    }
+
+
+def _baseline_row(m: Monosemanticity, b: str, *, site: str, n: int, notes: str,
+                  common: dict[str, Any]) -> Evidence:
+    """The row of baseline `b`: ERROR when it could not be built or a partition is degenerate."""
+    if b in m.broken:
+        return SPEC.failed(site, f"{b} baseline: {m.broken[b]}", n=n, details=common)
+    bad = [meth for meth in ("polytope", b) if m.sizes[meth].degenerate()]
+    if bad:
+        return SPEC.failed(
+            site,
+            f"degenerate {' and '.join(bad)} clustering: the largest cluster holds "
+            f"{max(m.sizes[meth].largest_fraction for meth in bad):.0%} of the samples (> {MAX_FRACTION:.0%})",
+            n=n, details=common)
+    e = baseline_effect(m, b)
+    h, ami = m.h, m.ami
+    return SPEC.evidence(
+        site, effect=float(e.effect), ci=(float(e.ci[0]), float(e.ci[1])), p=float(e.p), n=n,
+        notes=(f"{notes}; " if notes else "") + f"K={m.k}, mean of {m.restarts} restarts, H polytope "
+              f"{h['polytope']:.2f} vs {b} {h[b]:.2f} bits (H(label) {common['H_label']:.2f}); AMI "
+              f"{ami['polytope']:.2f} vs {ami[b]:.2f}",
+        details={**common, "baseline": b, "effect_ami": ami["polytope"] - ami[b],
+                 "effect_per_restart": (m.h_runs[b] - m.h_runs["polytope"]).tolist(),
+                 "p_bootstrap": float(bootstrap_p_value(e.replicates)), "boot_effect": encode_array(e.replicates)},
+    )
 
 
 def token_identity(
@@ -221,11 +289,6 @@ def token_identity(
 ) -> dict[str, Any]:
     """Details only: H(token | cluster) of the four partitions of text samples (the paper's token
     sampling, labels = the token at each kept position), with bootstrap CIs of the effects."""
-    from polyaudit.measures.clustering import cluster_sizes
-    from polyaudit.measures.polytopes import spline_codes
-    from polyaudit.measures.purity import resample_weights
-    from polyaudit.stats import bootstrap_resamples
-
     x = np.asarray(acts, dtype=np.float64)
     n = x.shape[0]
     k = int(min(k, n // MIN_PER_CLUSTER))
@@ -247,13 +310,7 @@ def recentred(reps: np.ndarray, estimate: float) -> np.ndarray:
 
 
 def _score_extra(clusters: dict[str, np.ndarray], labels: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
-    from polyaudit.measures.purity import (
-        adjusted_mutual_information,
-        conditional_entropy,
-        weighted_entropies,
-    )
-    from polyaudit.stats import percentile_ci
-
+    """H(label | cluster), AMI and the effects with CIs of extra labels (details only)."""
     h = {m: conditional_entropy(ids, labels) for m, ids in clusters.items()}
     boot = {m: weighted_entropies(ids, labels, weights) for m, ids in clusters.items()}
     out: dict[str, Any] = {"n_labels": int(np.unique(labels).size), "H": h,

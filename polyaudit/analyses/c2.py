@@ -18,13 +18,22 @@ All are predicted positive.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from polyaudit.analyses.polylines import describe, lerp, slerp, summarize_paths
+from polyaudit.analyses.polylines import PathSummary, describe, lerp, slerp, summarize_paths
 from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
+from polyaudit.serial import encode_array
+from polyaudit.stats import (
+    bootstrap_p_value,
+    bootstrap_resamples,
+    cliffs_delta_with_ci,
+    percentile_ci,
+    spearman_or_nan,
+)
 from polyaudit.verdict import Evidence
 
 STAT_TRACK = "mean per-path spearman(boundaries crossed, JS divergence) per step"
@@ -85,26 +94,107 @@ def draw_pairs(labels: np.ndarray, n_pairs: int, rng: np.random.Generator, same:
 def units_digest(units: np.ndarray) -> str:
     """Short digest of the path (or input) indices a bootstrap resampled: rows of two runs pair
     replicate by replicate only when they resampled the same units (see report.baseline)."""
-    import hashlib
-
     return hashlib.sha256(np.asarray(units, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
 def per_path_spearman(counts: np.ndarray, js: np.ndarray) -> np.ndarray:
     """Spearman(counts[i], js[i]) for each path; NaN where either is constant."""
-    from polyaudit.stats import spearman
-
-    out = np.full(counts.shape[0], np.nan)
-    for i in range(counts.shape[0]):
-        if np.ptp(counts[i]) > 0 and np.ptp(js[i]) > 0:
-            out[i] = spearman(counts[i].astype(float), js[i])
-    return out
+    return np.array([spearman_or_nan(c.astype(float), j) for c, j in zip(counts, js, strict=True)],
+                    dtype=np.float64).reshape(-1)
 
 
 def _paths(acts: np.ndarray, pairs: np.ndarray, steps: int, kind: str) -> np.ndarray:
     ts = np.linspace(0.0, 1.0, steps + 1)
     interp = lerp if kind == "linear" else slerp
     return np.stack([interp(acts[i], acts[j], ts) for i, j in pairs])
+
+
+# ---- measure ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Walks:
+    """The paths of one site: different-label pairs first, then same-label pairs (linear only)."""
+
+    diff: np.ndarray  # int [m, 2]: different-label pairs
+    same: np.ndarray  # int [m', 2]: same-label pairs
+    linear: PathSummary  # over diff + same
+    slerp: PathSummary  # over diff
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Per-path Spearman(crossings per step, JS per step) of the different-label paths of one
+    interpolation, and the bootstrap over the paths where it is defined."""
+
+    rho: np.ndarray  # [n_diff], NaN where the counts or JS are constant
+    counts: np.ndarray  # [n_diff, steps]
+    js: np.ndarray  # [n_diff, steps]
+    replicates: np.ndarray | None  # bootstrap means over valid paths (None: fewer than MIN_PATHS)
+    ci: tuple[float, float] | None
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.rho[np.isfinite(self.rho)]
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Crossings per path, different- vs same-label (linear), and their Cliff's delta."""
+
+    t_diff: np.ndarray
+    t_same: np.ndarray
+    delta: float
+    ci: tuple[float, float]
+    p: float
+    length: np.ndarray  # path length at the site, diff then same
+    density: np.ndarray  # crossings per unit of path length, diff then same
+
+
+def walk_pairs(down: Any, x: np.ndarray, y: np.ndarray, ctx: np.ndarray | None, settings: PathSettings,
+               g_diff: np.random.Generator, g_same: np.random.Generator) -> Walks | str:
+    """Draw the pairs and walk their paths, or the reason there are too few."""
+    diff = draw_pairs(y, settings.n_paths, g_diff, same=False)
+    same = draw_pairs(y, settings.n_paths, g_same, same=True)
+    if len(diff) < MIN_PATHS:
+        return f"only {len(diff)} pairs with different labels (need {MIN_PATHS})"
+    walks: dict[str, PathSummary] = {}
+    for kind in ("linear", "slerp"):
+        pairs = np.concatenate([diff, same]) if kind == "linear" else diff
+        pts = _paths(x, pairs, settings.steps, kind)
+        walks[kind] = summarize_paths(down, pts, None if ctx is None else np.asarray(ctx)[pairs[:, 0]],
+                                      sub=settings.sub, levels=settings.levels)
+    return Walks(diff=diff, same=same, linear=walks["linear"], slerp=walks["slerp"])
+
+
+def measure_tracking(walk: PathSummary, n_diff: int, n_boot: int, rng: np.random.Generator) -> Tracking:
+    """Per-path Spearman over the first `n_diff` (different-label) paths of `walk`; the bootstrap
+    of their mean over paths when at least MIN_PATHS are defined."""
+    counts, js = walk.counts[:n_diff], walk.js_step[:n_diff]
+    rho = per_path_spearman(counts, js)
+    valid = rho[np.isfinite(rho)]
+    if valid.size < MIN_PATHS:
+        return Tracking(rho=rho, counts=counts, js=js, replicates=None, ci=None)
+    idx = np.stack(bootstrap_resamples(valid.size, max(n_boot, N_BOOT_MIN), rng))
+    reps = valid[idx].mean(axis=1)
+    return Tracking(rho=rho, counts=counts, js=js, replicates=reps, ci=percentile_ci(reps))
+
+
+def measure_contrast(x: np.ndarray, walks: Walks, n_boot: int, rng: np.random.Generator) -> Contrast | None:
+    """Cliff's delta of crossings per path, different- vs same-label (None: too few same-label)."""
+    n_diff = len(walks.diff)
+    tot = walks.linear.counts.sum(axis=1).astype(float)
+    t_diff, t_same = tot[:n_diff], tot[n_diff:]
+    if len(t_same) < MIN_PATHS:
+        return None
+    delta, lo, hi, p = cliffs_delta_with_ci(t_diff, t_same, max(n_boot, N_BOOT_MIN), rng)
+    pairs = np.concatenate([walks.diff, walks.same])
+    length = np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1)
+    return Contrast(t_diff=t_diff, t_same=t_same, delta=delta, ci=(lo, hi), p=p, length=length,
+                    density=tot / np.maximum(length, 1e-12))
+
+
+# ---- rows -------------------------------------------------------------------------------------
 
 
 def boundaries_track_semantics(
@@ -122,95 +212,76 @@ def boundaries_track_semantics(
     """C2 rows for one site. `acts` [n, d]: the site's activation of each sample; `ctx` [n]: the
     context each sample's activation is written back into (None: the site is the input);
     `down`: a Downstream (see `polyaudit.interventions.downstream`)."""
-    from polyaudit.serial import encode_array
-    from polyaudit.stats import (
-        bootstrap_p_value,
-        bootstrap_resamples,
-        cliffs_delta_with_ci,
-        percentile_ci,
-    )
-
     x = np.asarray(acts, dtype=np.float64)
     y = np.asarray(labels)
     n = x.shape[0]
-    how = describe(down)
-    note = "; ".join(s for s in (notes, how) if s)
-
-    def fail(key: str, stat: str, reason: str, details: dict[str, Any] | None = None) -> Evidence:
-        return SPEC.failed(f"{site}/{key}", reason, stat=stat, n=n, details=details)
-
+    note = "; ".join(s for s in (notes, describe(down)) if s)
     if not np.all(np.isfinite(x)):
-        return {k: fail(k, "track", "site activations contain NaN/inf") for k in ROWS}
+        return {k: SPEC.failed(f"{site}/{k}", "site activations contain NaN/inf", stat="track", n=n) for k in ROWS}
     g_diff, g_same, g_lin, g_slerp, g_boot = rng.spawn(5)
-    diff = draw_pairs(y, settings.n_paths, g_diff, same=False)
-    same = draw_pairs(y, settings.n_paths, g_same, same=True)
-    if len(diff) < MIN_PATHS:
-        reason = f"only {len(diff)} pairs with different labels (need {MIN_PATHS})"
-        return {k: fail(k, "track", reason) for k in ROWS}
-    walks: dict[str, Any] = {}
-    for kind in ("linear", "slerp"):
-        pairs = np.concatenate([diff, same]) if kind == "linear" else diff
-        pts = _paths(x, pairs, settings.steps, kind)
-        walks[kind] = summarize_paths(down, pts, None if ctx is None else np.asarray(ctx)[pairs[:, 0]],
-                                      sub=settings.sub, levels=settings.levels)
+    walks = walk_pairs(down, x, y, ctx, settings, g_diff, g_same)
+    if isinstance(walks, str):
+        return {k: SPEC.failed(f"{site}/{k}", walks, stat="track", n=n) for k in ROWS}
+    n_diff = len(walks.diff)
     rows: dict[str, Evidence] = {}
-    n_diff = len(diff)
-    for kind, g in (("linear", g_lin), ("slerp", g_slerp)):
-        w = walks[kind]
-        counts, js = w.counts[:n_diff], w.js_step[:n_diff]
-        rho = per_path_spearman(counts, js)
-        valid = rho[np.isfinite(rho)]
-        details = {
-            "n_paths": n_diff, "n_valid": int(valid.size), "steps": settings.steps,
-            "exact": bool(w.exact), "n_evaluations": w.n_evaluations,
-            "rho_per_path": rho.tolist(),
-            "boundary_density": counts.mean(axis=0).tolist(),  # mean crossings per step
-            "semantic_change": js.mean(axis=0).tolist(),  # mean JS (bits) per step
-            "crossings_per_path": counts.sum(axis=1).tolist(),
-            "js_per_path": js.sum(axis=1).tolist(),
-        }
-        if not w.exact:
-            details.update(sub=settings.sub, levels=settings.levels)
-        if valid.size < MIN_PATHS:
-            rows[kind] = fail(kind, "track", f"only {valid.size} of {n_diff} paths cross a varying "
-                              f"number of boundaries (need {MIN_PATHS})", details)
-            continue
-        idx = np.stack(bootstrap_resamples(valid.size, max(n_boot, N_BOOT_MIN), g))
-        reps = valid[idx].mean(axis=1)
-        lo, hi = percentile_ci(reps)
-        details["boot_effect"] = encode_array(reps)
-        details["boot_units"] = units_digest(np.flatnonzero(np.isfinite(rho)))
-        rows[kind] = SPEC.evidence(
-            f"{site}/{kind}", stat="track",
-            effect=float(valid.mean()), ci=(float(lo), float(hi)), p=float(bootstrap_p_value(reps)),
-            n=int(valid.size),
-            notes=f"{note}; {valid.size}/{n_diff} paths with varying counts, "
-                  f"{counts.sum(axis=1).mean():.1f} crossings per path",
-            details=details,
-        )
-    lin = walks["linear"]
-    tot = lin.counts.sum(axis=1).astype(float)
-    t_diff, t_same = tot[:n_diff], tot[n_diff:]
-    if len(t_same) < MIN_PATHS:
-        rows["diff-vs-same"] = fail("diff-vs-same", "contrast",
-                                    f"only {len(t_same)} same-label pairs (need {MIN_PATHS})")
+    for kind, walk, g in (("linear", walks.linear, g_lin), ("slerp", walks.slerp, g_slerp)):
+        rows[kind] = _tracking_row(f"{site}/{kind}", measure_tracking(walk, n_diff, n_boot, g), walk,
+                                   settings, note=note, n=n)
+    contrast = measure_contrast(x, walks, n_boot, g_boot)
+    if contrast is None:
+        rows["diff-vs-same"] = SPEC.failed(f"{site}/diff-vs-same", f"only {len(walks.same)} same-label pairs "
+                                           f"(need {MIN_PATHS})", stat="contrast", n=n)
         return rows
-    delta, lo, hi, p = cliffs_delta_with_ci(t_diff, t_same, max(n_boot, N_BOOT_MIN), g_boot)
-    length = np.linalg.norm(x[np.concatenate([diff, same])[:, 0]] - x[np.concatenate([diff, same])[:, 1]], axis=1)
-    density = tot / np.maximum(length, 1e-12)
-    rows["diff-vs-same"] = SPEC.evidence(
-        f"{site}/diff-vs-same", stat="contrast",
-        effect=float(delta), ci=(float(lo), float(hi)), p=float(p), n=int(tot.size),
-        notes=f"{note}; median crossings {np.median(t_diff):.0f} (different labels) vs "
-              f"{np.median(t_same):.0f} (same label)",
+    rows["diff-vs-same"] = _contrast_row(f"{site}/diff-vs-same", contrast, walks, note=note)
+    return rows
+
+
+def _tracking_row(row_site: str, t: Tracking, walk: PathSummary, settings: PathSettings, *, note: str,
+                  n: int) -> Evidence:
+    n_diff = t.rho.size
+    valid = t.valid
+    details: dict[str, Any] = {
+        "n_paths": n_diff, "n_valid": int(valid.size), "steps": settings.steps,
+        "exact": bool(walk.exact), "n_evaluations": walk.n_evaluations,
+        "rho_per_path": t.rho.tolist(),
+        "boundary_density": t.counts.mean(axis=0).tolist(),  # mean crossings per step
+        "semantic_change": t.js.mean(axis=0).tolist(),  # mean JS (bits) per step
+        "crossings_per_path": t.counts.sum(axis=1).tolist(),
+        "js_per_path": t.js.sum(axis=1).tolist(),
+    }
+    if not walk.exact:
+        details.update(sub=settings.sub, levels=settings.levels)
+    if t.replicates is None or t.ci is None:
+        return SPEC.failed(row_site, f"only {valid.size} of {n_diff} paths cross a varying "
+                           f"number of boundaries (need {MIN_PATHS})", stat="track", n=n, details=details)
+    lo, hi = t.ci
+    details["boot_effect"] = encode_array(t.replicates)
+    details["boot_units"] = units_digest(np.flatnonzero(np.isfinite(t.rho)))
+    return SPEC.evidence(
+        row_site, stat="track",
+        effect=float(valid.mean()), ci=(float(lo), float(hi)), p=float(bootstrap_p_value(t.replicates)),
+        n=int(valid.size),
+        notes=f"{note}; {valid.size}/{n_diff} paths with varying counts, "
+              f"{t.counts.sum(axis=1).mean():.1f} crossings per path",
+        details=details,
+    )
+
+
+def _contrast_row(row_site: str, c: Contrast, walks: Walks, *, note: str) -> Evidence:
+    n_diff = len(walks.diff)
+    js = walks.linear.js_step
+    return SPEC.evidence(
+        row_site, stat="contrast",
+        effect=float(c.delta), ci=(float(c.ci[0]), float(c.ci[1])), p=float(c.p), n=int(c.density.size),
+        notes=f"{note}; median crossings {np.median(c.t_diff):.0f} (different labels) vs "
+              f"{np.median(c.t_same):.0f} (same label)",
         details={
-            "crossings_diff": t_diff.tolist(), "crossings_same": t_same.tolist(),
-            "path_length_diff": length[:n_diff].tolist(), "path_length_same": length[n_diff:].tolist(),
-            "median_density_diff": float(np.median(density[:n_diff])),
-            "median_density_same": float(np.median(density[n_diff:])),
-            "js_total_diff": float(lin.js_step[:n_diff].sum(axis=1).mean()),
-            "js_total_same": float(lin.js_step[n_diff:].sum(axis=1).mean()),
-            "exact": bool(lin.exact),
+            "crossings_diff": c.t_diff.tolist(), "crossings_same": c.t_same.tolist(),
+            "path_length_diff": c.length[:n_diff].tolist(), "path_length_same": c.length[n_diff:].tolist(),
+            "median_density_diff": float(np.median(c.density[:n_diff])),
+            "median_density_same": float(np.median(c.density[n_diff:])),
+            "js_total_diff": float(js[:n_diff].sum(axis=1).mean()),
+            "js_total_same": float(js[n_diff:].sum(axis=1).mean()),
+            "exact": bool(walks.linear.exact),
         },
     )
-    return rows

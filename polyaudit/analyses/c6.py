@@ -18,7 +18,7 @@ CI: paired bootstrap — each replicate resamples the probe samples (alpha of ev
 stimulus loops and the projections (action of every layer), then correlates across layers. This
 CI is conditional on the model's layers: it says how well THESE layers' ranking is measured.
 
-p (version 2): the layers are the units of the correlation, so the evidence that action tracks
+p: the layers are the units of the correlation, so the evidence that action tracks
 alpha is also tested at the layer level: a permutation test of Spearman(relative action, alpha)
 over the orderings of the layers (all L! of them for L <= EXACT_LAYERS, else N_LAYER_PERM seeded
 shuffles), two-sided. The row's p is max(bootstrap p, layer-permutation p), valid under both
@@ -26,19 +26,30 @@ sources of randomness (measurement noise within layers, and which layers a model
 have), before the Holm/BH adjustment; `verdict.decide` needs the adjusted p below alpha for a PASS
 (or a FAIL), so a tight CI alone cannot pass. With L layers the smallest two-sided
 layer-permutation p is 2 / L!: 4 layers (2/24 = 0.083) can never reach significance and the row is
-INCONCLUSIVE, saying so in its notes. Version 1 used the bootstrap p alone: on a null where
-smoothness and alpha are unrelated across 4 layers it PASSed in 32% of calibration seeds.
+INCONCLUSIVE, saying so in its notes. Why the bootstrap p alone is not enough: docs/claims.md,
+C6 versions.
+
+`measure_actions` and `measure_trend` measure (actions per layer; bootstrap replicates and both
+p-values); `action_alpha` turns them into the row.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
+from polyaudit.analyses.coding import LayerAlphas, layer_alphas
 from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.errors import PolyauditError
+from polyaudit.measures.action import expected_action, projection_energies, projection_matrix
+from polyaudit.stats import bootstrap_p_value, percentile_ci, snap_ties, spearman_or_nan
+from polyaudit.threads import blas_threads, small_width
 from polyaudit.verdict import Evidence, Prediction
 
 STATISTIC = "spearman(action, alpha)"
@@ -68,8 +79,6 @@ def layer_energies(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(energy, spread) [K, n_proj] per layer; layers of equal width share the same directions, so
     their actions are compared on the same projections."""
-    from polyaudit.measures.action import projection_energies, projection_matrix
-
     directions: dict[int, np.ndarray] = {}
     out = []
     for traj in trajs:
@@ -80,40 +89,28 @@ def layer_energies(
     return out
 
 
-def _spearman(action: np.ndarray, alpha: np.ndarray) -> float:
-    """Spearman(action, alpha), NaN where undefined (a constant or non-finite input, e.g. in one
-    bootstrap replicate). Values closer than their resolution are ties, not a ranking of rounding
-    errors (layers that are scaled copies have ONE alpha): actions within 1e-9 relative, alphas
-    within ALPHA_RESOLUTION (float16 storage of the activations moves an alpha by ~1e-4; its
-    sampling error is ~1e-2)."""
-    from polyaudit.stats import spearman
+def _snapped(action: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values closer than their resolution made ties (layers that are scaled copies have ONE
+    alpha): actions within 1e-9 relative, alphas within ALPHA_RESOLUTION (float16 storage of the
+    activations moves an alpha by ~1e-4; its sampling error is ~1e-2)."""
+    x = snap_ties(np.asarray(action, dtype=float), 1e-9 * float(np.max(np.abs(action))))
+    y = snap_ties(np.asarray(alpha, dtype=float), ALPHA_RESOLUTION)
+    return x, y
 
+
+def _spearman(action: np.ndarray, alpha: np.ndarray) -> float:
+    """Spearman(action, alpha) of the snapped values (`_snapped`), NaN where undefined (a constant
+    or non-finite input, e.g. in one bootstrap replicate)."""
     if not (np.all(np.isfinite(action)) and np.all(np.isfinite(alpha))):
         return float("nan")
-    x = _snap(np.asarray(action, dtype=float), 1e-9 * float(np.max(np.abs(action))))
-    y = _snap(np.asarray(alpha, dtype=float), ALPHA_RESOLUTION)
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearman(x, y))
-
-
-def _ranks(action: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Average ranks of the snapped values (the ties `_spearman` uses)."""
-    from scipy.stats import rankdata
-
-    x = _snap(np.asarray(action, dtype=float), 1e-9 * float(np.max(np.abs(action))))
-    y = _snap(np.asarray(alpha, dtype=float), ALPHA_RESOLUTION)
-    return rankdata(x), rankdata(y)
+    return spearman_or_nan(*_snapped(action, alpha))
 
 
 def layer_permutation_p(action: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> tuple[float, int, bool]:
     """(two-sided p, orderings used, exact) of Spearman(action, alpha) against the layers' orderings:
     exact over all L! orderings for L <= EXACT_LAYERS (#{|rho_perm| >= |rho|} / L!, the identity
     included), else N_LAYER_PERM seeded shuffles with the +1 correction."""
-    import itertools
-    import math
-
-    rx, ry = _ranks(action, alpha)
+    rx, ry = (rankdata(v) for v in _snapped(action, alpha))
     zx, zy = rx - rx.mean(), ry - ry.mean()
     zx, zy = zx / np.linalg.norm(zx), zy / np.linalg.norm(zy)
     observed = abs(float(zx @ zy))
@@ -132,19 +129,75 @@ def layer_permutation_p(action: np.ndarray, alpha: np.ndarray, rng: np.random.Ge
 
 def min_layer_p(n_layers: int) -> float:
     """The smallest two-sided layer-permutation p that L layers can give: 2 / L! (exact test)."""
-    import math
-
     return 2.0 / math.factorial(n_layers) if n_layers <= EXACT_LAYERS else 1.0 / (N_LAYER_PERM + 1)
 
 
-def _snap(v: np.ndarray, tol: float) -> np.ndarray:
-    """Values chained by gaps <= tol (in sorted order) replaced by their group's mean."""
-    order = np.argsort(v, kind="stable")
-    group = np.concatenate([[0], np.cumsum(np.diff(v[order]) > tol)])
-    means = np.bincount(group, weights=v[order]) / np.bincount(group)
-    out = np.empty_like(v)
-    out[order] = means[group]
-    return out
+# ---- measure ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerActions:
+    """alpha of each fitted layer (with paired bootstrap replicates) and the energies of its
+    stimulus trajectory on random projections."""
+
+    fits: LayerAlphas
+    trajs: list[np.ndarray]  # the fitted layers' trajectories [K loops, T frames, m units]
+    energies: list[tuple[np.ndarray, np.ndarray]]  # (energy, spread) [K, n_proj] per fitted layer
+    raw: np.ndarray  # [len(kept)] action: half the mean energy
+    spread: np.ndarray  # [len(kept)] mean projected spread
+
+    @property
+    def n_loops(self) -> int:
+        return int(self.energies[0][0].shape[0])
+
+
+@dataclass(frozen=True)
+class ActionTrend:
+    """Spearman(relative action, alpha) across layers: paired bootstrap and layer permutations."""
+
+    replicates: np.ndarray  # [n_boot]
+    ci: tuple[float, float]
+    p_boot: float
+    p_layers: float
+    n_orderings: int
+    exact: bool
+
+    @property
+    def p(self) -> float:
+        return max(self.p_boot, self.p_layers)
+
+
+def measure_actions(fits: LayerAlphas, trajs: Sequence[np.ndarray], *, n_proj: int, closed: bool,
+                    rng: np.random.Generator) -> LayerActions:
+    """The actions of the fitted layers' stimulus trajectories (`fits` from `coding.layer_alphas`)."""
+    kept_trajs = [trajs[i] for i in fits.kept]
+    energies = layer_energies(kept_trajs, n_proj, rng, closed)
+    return LayerActions(fits=fits, trajs=kept_trajs, energies=energies,
+                        raw=np.array([0.5 * energy.mean() for energy, _ in energies]),
+                        spread=np.array([sp.mean() for _, sp in energies]))
+
+
+def measure_trend(acts: LayerActions, rel: np.ndarray, *, n_boot: int, n_proj: int,
+                  rng: np.random.Generator) -> ActionTrend:
+    """Paired bootstrap (stimulus loops, projections and, through the fits, probe samples) and the
+    layer-permutation test. PolyauditError when over MAX_UNDEFINED of the replicates are undefined."""
+    k = acts.n_loops
+    loops = rng.integers(0, k, size=(n_boot, k))
+    projs = rng.integers(0, n_proj, size=(n_boot, n_proj))
+    boot_rel = np.empty((len(acts.energies), n_boot))
+    for j, (energy, spread_j) in enumerate(acts.energies):
+        for b in range(n_boot):
+            idx = np.ix_(loops[b], projs[b])
+            boot_rel[j, b] = 0.5 * energy[idx].mean() / spread_j[idx].mean()
+    boot = np.array([_spearman(boot_rel[:, b], acts.fits.boot[:, b]) for b in range(n_boot)])
+    lo, hi = percentile_ci(boot)  # error when over 10% of replicates are undefined
+    p_boot = bootstrap_p_value(boot)
+    p_layers, n_orderings, exact = layer_permutation_p(rel, acts.fits.alphas, rng)
+    return ActionTrend(replicates=boot, ci=(lo, hi), p_boot=p_boot, p_layers=p_layers,
+                       n_orderings=n_orderings, exact=exact)
+
+
+# ---- rows -------------------------------------------------------------------------------------
 
 
 def action_alpha(
@@ -163,8 +216,6 @@ def action_alpha(
     """`layers`: per-layer SiteData of the probe (shallow to deep); `trajs`: per-layer stimulus
     trajectories [K loops, T frames, m units] at the same sites; `rank_bounds`: the architecture's
     bound on each layer's rank (`Adapter.rank_bound`), or None."""
-    from polyaudit.threads import blas_threads, small_width
-
     width = max((int(np.shape(data.samples)[1]) for data in layers), default=0)
     with blas_threads(1, enabled=small_width(width)):
         return _action_alpha(layers, trajs, site=site, n_boot=n_boot, rng=rng, n_proj=n_proj, closed=closed,
@@ -184,13 +235,9 @@ def _action_alpha(
     rank_bounds: Sequence[int | None] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Evidence:
-    from polyaudit.analyses.coding import layer_alphas
-    from polyaudit.measures.action import expected_action
-    from polyaudit.stats import bootstrap_p_value, percentile_ci
-
     if len(layers) < MIN_LAYERS:
         return SPEC.skipped(site, f"needs at least {MIN_LAYERS} layers to "
-                                f"correlate across layers; the model has {len(layers)}")
+                                  f"correlate across layers; the model has {len(layers)}")
     if len(trajs) != len(layers):
         raise PolyauditError(f"{len(trajs)} trajectories for {len(layers)} layers", site=site)
     for i, (data, traj) in enumerate(zip(layers, trajs, strict=True)):
@@ -201,60 +248,57 @@ def _action_alpha(
         fits = layer_alphas(layers, n_boot, rng, ranks, rank_bounds)
     except PolyauditError as e:
         return SPEC.failed(site, str(e), n=n)
-    kept = fits.kept
-    kept_trajs = [trajs[i] for i in kept]
-    energies = layer_energies(kept_trajs, n_proj, rng, closed)
-    k = energies[0][0].shape[0]
-    raw = np.array([0.5 * energy.mean() for energy, _ in energies])
-    spread = np.array([sp.mean() for _, sp in energies])
-    per_layer = [{"layer": i, "alpha": float(fits.alphas[j]), "r2": float(fits.r2[j]), "action": float(raw[j]),
-                  "expected_action": expected_action(kept_trajs[j], closed),
-                  "relative_action": float(raw[j] / spread[j]) if spread[j] > 0 else None,
-                  "width": int(kept_trajs[j].shape[-1])} for j, i in enumerate(kept)]
-    details: dict[str, Any] = {
-        "layers": per_layer, "alphas": fits.alphas.tolist(), "actions": raw.tolist(), "n_proj": n_proj,
-        "n_loops": k, "frames": int(trajs[0].shape[1]), "ranks": list(fits.ranks), "n_boot": n_boot,
-        "excluded_layers": fits.excluded, **dict(extra or {})}
+    acts = measure_actions(fits, trajs, n_proj=n_proj, closed=closed, rng=rng)
+    kept = acts.fits.kept
+    details = _layer_details(acts, closed=closed, n_proj=n_proj, n_boot=n_boot, frames=int(trajs[0].shape[1]),
+                             extra=extra)
     if len(kept) < MIN_LAYERS:
         return SPEC.failed(site, f"only {len(kept)} layer(s) resolve enough "
-                               f"eigenvalues for a power-law fit; {MIN_LAYERS} are needed", n=n, details=details)
-    if np.any(spread <= 0):
+                                 f"eigenvalues for a power-law fit; {MIN_LAYERS} are needed", n=n, details=details)
+    if np.any(acts.spread <= 0):
         return SPEC.failed(site, "the stimulus does not move the activations "
-                               f"at layer {kept[int(np.argmin(spread))]}", n=n, details=details)
-    rel = raw / spread
-    details.update(relative_actions=rel.tolist(), rho_raw_action=_spearman(raw, fits.alphas))
-    rho = _spearman(rel, fits.alphas)
+                                 f"at layer {kept[int(np.argmin(acts.spread))]}", n=n, details=details)
+    rel = acts.raw / acts.spread
+    details.update(relative_actions=rel.tolist(), rho_raw_action=_spearman(acts.raw, acts.fits.alphas))
+    rho = _spearman(rel, acts.fits.alphas)
     if not np.isfinite(rho):
         return SPEC.failed(site, "alpha or the action is the same at every "
-                               "layer: Spearman is undefined", n=n, details=details)
-    loops = rng.integers(0, k, size=(n_boot, k))
-    projs = rng.integers(0, n_proj, size=(n_boot, n_proj))
-    boot_rel = np.empty((len(kept), n_boot))
-    for j, (energy, spread_j) in enumerate(energies):
-        for b in range(n_boot):
-            idx = np.ix_(loops[b], projs[b])
-            boot_rel[j, b] = 0.5 * energy[idx].mean() / spread_j[idx].mean()
-    boot = np.array([_spearman(boot_rel[:, b], fits.boot[:, b]) for b in range(n_boot)])
+                                 "layer: Spearman is undefined", n=n, details=details)
     try:
-        lo, hi = percentile_ci(boot)  # error when over 10% of replicates are undefined
-        p_boot = bootstrap_p_value(boot)
+        trend = measure_trend(acts, rel, n_boot=n_boot, n_proj=n_proj, rng=rng)
     except PolyauditError as e:
         return SPEC.failed(site, str(e), n=n, details=details)
-    p_layers, n_orderings, exact = layer_permutation_p(rel, fits.alphas, rng)
-    p = max(p_boot, p_layers)
     floor = min_layer_p(len(kept))
-    details.update(p_bootstrap=float(p_boot), p_layer_permutation=float(p_layers),
-                   layer_orderings=n_orderings, layer_permutation_exact=exact, min_layer_p=floor)
-    excluded = f"; layers {', '.join(str(e['layer']) for e in fits.excluded)} excluded (too few eigenvalues)" \
-        if fits.excluded else ""
-    too_few = (f"; {len(kept)} layers cannot reach significance: the smallest two-sided layer-permutation p "
-               f"is 2/{len(kept)}! = {floor:.3g} >= {ALPHA:g}, so the row cannot PASS (or FAIL); the CI is "
-               f"conditional on these layers" if floor >= ALPHA else "")
+    details.update(p_bootstrap=float(trend.p_boot), p_layer_permutation=float(trend.p_layers),
+                   layer_orderings=trend.n_orderings, layer_permutation_exact=trend.exact, min_layer_p=floor)
     return SPEC.evidence(
-        site, effect=rho, ci=(float(lo), float(hi)), p=float(p), n=n,
-        notes=(f"relative action of {k} stimulus loops x {trajs[0].shape[1]} frames on {n_proj} random "
-               f"projections; alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]} on {n} probe samples{excluded}; "
-               f"p = max(bootstrap {p_boot:.3g}, layer permutation {p_layers:.3g} over "
-               f"{'all ' if exact else ''}{n_orderings} orderings){too_few}"),
+        site, effect=rho, ci=(float(trend.ci[0]), float(trend.ci[1])), p=float(trend.p), n=n,
+        notes=_notes(acts, trend, n=n, n_proj=n_proj, frames=int(trajs[0].shape[1]), floor=floor),
         details=details,
     )
+
+
+def _layer_details(acts: LayerActions, *, closed: bool, n_proj: int, n_boot: int, frames: int,
+                   extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    fits, raw, spread = acts.fits, acts.raw, acts.spread
+    per_layer = [{"layer": i, "alpha": float(fits.alphas[j]), "r2": float(fits.r2[j]), "action": float(raw[j]),
+                  "expected_action": expected_action(acts.trajs[j], closed),
+                  "relative_action": float(raw[j] / spread[j]) if spread[j] > 0 else None,
+                  "width": int(acts.trajs[j].shape[-1])} for j, i in enumerate(fits.kept)]
+    return {
+        "layers": per_layer, "alphas": fits.alphas.tolist(), "actions": raw.tolist(), "n_proj": n_proj,
+        "n_loops": acts.n_loops, "frames": frames, "ranks": list(fits.ranks), "n_boot": n_boot,
+        "excluded_layers": fits.excluded, **dict(extra or {})}
+
+
+def _notes(acts: LayerActions, trend: ActionTrend, *, n: int, n_proj: int, frames: int, floor: float) -> str:
+    fits, n_kept = acts.fits, len(acts.fits.kept)
+    excluded = f"; layers {', '.join(str(e['layer']) for e in fits.excluded)} excluded (too few eigenvalues)" \
+        if fits.excluded else ""
+    too_few = (f"; {n_kept} layers cannot reach significance: the smallest two-sided layer-permutation p "
+               f"is 2/{n_kept}! = {floor:.3g} >= {ALPHA:g}, so the row cannot PASS (or FAIL); the CI is "
+               f"conditional on these layers" if floor >= ALPHA else "")
+    return (f"relative action of {acts.n_loops} stimulus loops x {frames} frames on {n_proj} random "
+            f"projections; alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]} on {n} probe samples{excluded}; "
+            f"p = max(bootstrap {trend.p_boot:.3g}, layer permutation {trend.p_layers:.3g} over "
+            f"{'all ' if trend.exact else ''}{trend.n_orderings} orderings){too_few}")

@@ -16,13 +16,22 @@ from typing import Any
 
 import numpy as np
 
+from polyaudit.errors import PolyauditError
+from polyaudit.measures.spectrum import (
+    bootstrap_alphas,
+    decompose,
+    default_ranks,
+    effective_dims,
+    fit_power_law,
+    participation_ratio,
+)
+from polyaudit.stats import bootstrap_resamples
+
 
 def decomposition_of(data: Any) -> tuple[np.ndarray, np.ndarray]:
     """`decompose(data.samples)`, from the capture's per-run memo when `data` is a SiteData."""
     if isinstance(getattr(type(data), "decomposition", None), functools.cached_property):
         return data.decomposition
-    from polyaudit.measures.spectrum import decompose
-
     return decompose(data.samples)
 
 
@@ -32,15 +41,11 @@ def shared_fit_ranks(n_samples: int, spectra: Sequence[np.ndarray],
     by the architecture's bound on it where known (`Adapter.rank_bound`: an MLP's up-projection
     lives in a d_model-dim subspace of its d_mlp units; past it float16 storage leaves only
     rounding noise, not a tail)."""
-    from polyaudit.measures.spectrum import default_ranks
-
     return default_ranks(n_samples, min(_dims(eig, b) for eig, b in zip(spectra, _bounds(rank_bounds, len(spectra)),
                                                                             strict=True)))
 
 
 def _dims(eig: np.ndarray, bound: int | None) -> int:
-    from polyaudit.measures.spectrum import effective_dims
-
     dims = effective_dims(eig)
     return dims if bound is None else min(dims, int(bound))
 
@@ -72,15 +77,6 @@ def layer_alphas(layers: Sequence[Any], n_boot: int, rng: np.random.Generator,
     excluded and listed, rather than shrinking every layer's range to what it resolves.
     `rank_bounds`: the architecture's bound on each layer's rank (None where unknown).
     PolyauditError when no layer can be fitted."""
-    from polyaudit.errors import PolyauditError
-    from polyaudit.measures.spectrum import (
-        bootstrap_alphas,
-        default_ranks,
-        fit_power_law,
-        participation_ratio,
-    )
-    from polyaudit.stats import bootstrap_resamples
-
     n = int(layers[0].samples.shape[0])
     parts = [decomposition_of(data) for data in layers]  # one eigendecomposition per layer and run
     dims = [_dims(eig, b) for (eig, _), b in zip(parts, _bounds(rank_bounds, len(layers)), strict=True)]

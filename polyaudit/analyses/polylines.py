@@ -119,12 +119,18 @@ def walk_polylines(
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[1] < 2:
         raise PolyauditError(f"paths must be [P, K >= 2, d], got shape {pts.shape}")
-    n_paths, k, d = pts.shape
     c = None if ctx is None else np.asarray(ctx, dtype=np.int64)
     if down.exact:
         return _walk_exact(down, pts, c)
     if sub < 1 or levels < 0:
         raise PolyauditError(f"need sub >= 1 and levels >= 0, got sub={sub} levels={levels}")
+    return _walk_approximate(down, pts, c, sub, levels)
+
+
+def _walk_approximate(down: Downstream, pts: np.ndarray, c: np.ndarray | None, sub: int,
+                      levels: int) -> PolylineWalk:
+    """`sub` dense points per step, then `levels` rounds of bisection where the codes differ."""
+    n_paths, k, d = pts.shape
     # dense points: fractions j / sub of every step, plus the last point
     frac = np.arange(sub) / sub
     steps = pts[:, 1:] - pts[:, :-1]
@@ -136,15 +142,31 @@ def walk_polylines(
     flat_ctx = None if c is None else np.repeat(c, n_dense)
     coarse = np.tile(np.arange(n_dense) % sub == 0, n_paths)  # outputs are kept at the K points only
     codes, logp = down.outputs(dense.reshape(-1, d), flat_ctx, coarse)
-    evaluations = n_paths * n_dense
     packed = _packed(codes).reshape(n_paths, n_dense, -1)
     logp_coarse = np.asarray(logp, dtype=np.float32).reshape(n_paths, k, -1)
     # per path: sorted positions and packed codes; refine intervals whose codes differ
     path_pos = [pos.copy() for _ in range(n_paths)]
     path_codes = [packed[i] for i in range(n_paths)]
+    evaluations = n_paths * n_dense + _bisect(down, pts, c, path_pos, path_codes, levels)
+    counts = np.zeros((n_paths, k - 1), dtype=np.int64)
+    locations = []
+    for i in range(n_paths):
+        flips = _popcount_xor(path_codes[i][1:], path_codes[i][:-1])
+        mid = 0.5 * (path_pos[i][1:] + path_pos[i][:-1])
+        step = np.minimum(np.floor(path_pos[i][:-1]).astype(np.int64), k - 2)
+        np.add.at(counts[i], step, flips)
+        locations.append(np.repeat(mid, flips))
+    return PolylineWalk(counts, logp_coarse, tuple(locations), False, int(evaluations))
+
+
+def _bisect(down: Downstream, pts: np.ndarray, c: np.ndarray | None, path_pos: list[np.ndarray],
+            path_codes: list[np.ndarray], levels: int) -> int:
+    """`levels` rounds of bisection of every interval whose codes differ, inserting the midpoints
+    into `path_pos` and `path_codes` (in place); the evaluations spent."""
+    evaluations = 0
     for _ in range(levels):
         jobs: list[tuple[int, np.ndarray]] = []
-        for i in range(n_paths):
+        for i in range(len(path_codes)):
             diff = _popcount_xor(path_codes[i][1:], path_codes[i][:-1]) > 0
             if diff.any():
                 jobs.append((i, np.flatnonzero(diff)))
@@ -163,15 +185,7 @@ def walk_polylines(
             start += len(m)
             path_pos[i] = np.insert(path_pos[i], j + 1, m)
             path_codes[i] = np.insert(path_codes[i], j + 1, new_codes, axis=0)
-    counts = np.zeros((n_paths, k - 1), dtype=np.int64)
-    locations = []
-    for i in range(n_paths):
-        flips = _popcount_xor(path_codes[i][1:], path_codes[i][:-1])
-        mid = 0.5 * (path_pos[i][1:] + path_pos[i][:-1])
-        step = np.minimum(np.floor(path_pos[i][:-1]).astype(np.int64), k - 2)
-        np.add.at(counts[i], step, flips)
-        locations.append(np.repeat(mid, flips))
-    return PolylineWalk(counts, logp_coarse, tuple(locations), False, int(evaluations))
+    return evaluations
 
 
 def _at(path: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 `polyaudit.interventions.evaluators.make_downstream(loaded, site, contexts)` picks the evaluator:
 
 - `SequentialDownstream` — an `nn.Sequential` with only ReLU-like nonlinearities: the modules after
-  the site, in float64. Codes come from `codes_along`, crossings along a segment are EXACT
+  the site (`Adapter.modules_after`), in float64. Codes come from `codes_along`, crossings along a segment are EXACT
   (`walk_segment`), outputs from the same float64 modules.
 - `AdapterDownstream` — any other model the adapters know: one batched forward per chunk of points
   with a write hook at the site (the point replaces the activation at the context's kept position)
@@ -11,8 +11,9 @@
   found by dense sampling and bisection (`polyaudit.analyses.polylines`). For causal language models the
   context is cut after the kept position (later tokens cannot affect it); in encoders (BERT) the
   written point also reaches the other positions through attention, but codes and outputs are read
-  at the kept position only. Causal families with a key/value cache compute the prefix once per
-  context (`prefix_cache`). Semantic output: the classifier's classes, the next-token distribution
+  at the kept position only (the adapter's `capabilities.causal` / `encoder` say which). Causal
+  models with a key/value cache (`capabilities.prefix_cache`) compute the prefix once per context
+  (`prefix_cache`). Semantic output: the classifier's classes, the next-token distribution
   (causal LMs) or the masked-LM head (encoders) at the kept position.
 
 - `ModuleDownstream` (`polyaudit.interventions.module_downstream`) — any other ReLU network (CNNs,
@@ -60,28 +61,7 @@ class Work:
 
 def has_output_head(loaded: LoadedModel) -> bool:
     """Whether the model's output is a distribution we can read (classifier or LM/MLM head)."""
-    if loaded.adapter.input_kind == "vectors":
-        return True
-    get = getattr(loaded.model, "get_output_embeddings", None)
-    return callable(get) and get() is not None
-
-
-def leaves(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Non-Sequential modules of a (nested) nn.Sequential in execution order, with their paths."""
-    return [(n, m) for n, m in net.named_modules() if n and not isinstance(m, nn.Sequential)]
-
-
-def after_site(net: nn.Sequential, site: Site | None) -> nn.Sequential:
-    """The modules that run after `site` (None: the whole net) as a flat nn.Sequential."""
-    mods = leaves(net)
-    if site is None:
-        return nn.Sequential(*[m for _, m in mods])
-    names = [n for n, _ in mods]
-    if site.module not in names:
-        raise PolyauditError(f"site module {site.module!r} is not a leaf of the nn.Sequential", site=site.name)
-    i = names.index(site.module)
-    start = i + 1 if site.tap == "output" else i
-    return nn.Sequential(*[m for _, m in mods[start:]])
+    return loaded.adapter.capabilities.output_head
 
 
 class SequentialDownstream:
@@ -148,9 +128,7 @@ class AdapterDownstream:
     def _head(self) -> nn.Module | None:
         """The output head (LM / MLM decoder) of a token model, fed only the kept positions so no
         [batch, length, vocabulary] logits are ever made."""
-        get = getattr(self.adapter.model, "get_output_embeddings", None)
-        head = get() if callable(get) else None
-        return head if isinstance(head, nn.Module) else None
+        return self.adapter.output_head()
 
     def outputs(self, points: np.ndarray, ctx: np.ndarray | None,
                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

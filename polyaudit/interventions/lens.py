@@ -71,7 +71,7 @@ def codes_note(adapter: Any) -> str:
     act = adapter.activation
     if adapter.piecewise_linear:
         return f"spline codes exact ({act})"
-    gate = " gate" if getattr(getattr(adapter, "layout", None), "family", "") == "llama" else ""
+    gate = " gate" if adapter.capabilities.gated_mlp else ""
     return f"spline codes approximate: {act} (sign of the{gate} pre-activation)"
 
 
@@ -87,7 +87,7 @@ def hidden_site(adapter: Any) -> Any:
     """The intermediate layer C2 also interpolates on a convolutional network (the paper's image
     setting: paths between images in pixels AND in a hidden layer): the output of the middle
     nonlinearity (before the last, so boundaries lie downstream). None for other models."""
-    if not hasattr(adapter, "feature_maps") or adapter.n_layers < 2:
+    if not adapter.capabilities.feature_maps or adapter.n_layers < 2:
         return None
     return adapter.site("resid", min((adapter.n_layers - 1) // 2, adapter.n_layers - 2))
 
@@ -125,7 +125,7 @@ def site_activations(subject: Any, spec: str | None, site: Any) -> tuple[np.ndar
         bad = int(acts.size - np.count_nonzero(np.isfinite(acts)))
         if bad:
             raise PolyauditError(f"the inputs of probe {probe.name} contain {bad} NaN/inf values")
-    elif hasattr(subject.adapter, "feature_maps"):  # a CNN is perturbed on its whole feature map
+    elif subject.adapter.capabilities.feature_maps:  # a CNN is perturbed on its whole feature map
         acts = subject.adapter.feature_maps(probe.inputs, site)
     else:
         acts = np.asarray(capture(subject, spec).get(site).samples, dtype=np.float64)

@@ -2,24 +2,23 @@
 
 C2 and C3 write many points into the same context at the same kept position p. In a causal model
 the tokens before p cannot see position p, so their keys and values are the same for every point:
-`PrefixCachedDownstream` runs the prefix once per context (Hugging Face `past_key_values`) and each
-point then costs ONE token through the model instead of p + 1. Rows of one context run together,
+`PrefixCachedDownstream` runs the prefix once per context (`Adapter.prefix_cache`, for adapters
+whose `capabilities.prefix_cache` is on) and each point then costs ONE token through the model
+instead of p + 1 (`Adapter.cached_logits`). Rows of one context run together,
 with the prefix cache repeated along the batch. Contexts whose prefix has padding fall back to the
 full-sequence evaluation of `AdapterDownstream`.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 import torch
 
 from polyaudit.interventions.downstream import AdapterDownstream
-from polyaudit.models.base import Site
+from polyaudit.models.base import PrefixCache, Site
 
-CACHED_FAMILIES = frozenset({"gpt2", "gpt_neox", "llama", "opt"})
 MAX_MEMO = 2048  # prefix caches kept (one per context; small: layers x 2 x p x d)
 
 
@@ -28,7 +27,7 @@ class PrefixCachedDownstream(AdapterDownstream):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._memo: dict[int, Any] = {}
+        self._memo: dict[int, PrefixCache] = {}
 
     def outputs(self, points: np.ndarray, ctx: np.ndarray | None,
                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -60,17 +59,12 @@ class PrefixCachedDownstream(AdapterDownstream):
         self.n_units = n_units
         return codes_all, logp_all[k]
 
-    def _prefix(self, c: int, p: int) -> Any:
+    def _prefix(self, c: int, p: int) -> PrefixCache:
         """The key/value cache of context c's first p tokens (memoised)."""
         if c not in self._memo:
             if len(self._memo) >= MAX_MEMO:
                 self._memo.clear()
-            ad = self.adapter
-            ids = self.contexts.inputs[c, :p][None].to(ad.device)
-            with torch.inference_mode():
-                out = ad.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
-                               return_dict=True)
-            self._memo[c] = out.past_key_values
+            self._memo[c] = self.adapter.prefix_cache(self.contexts.inputs[c, :p][None])
         return self._memo[c]
 
     def _rows(self, pts: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,10 +77,8 @@ class PrefixCachedDownstream(AdapterDownstream):
         ad = self.adapter
         b = pts.shape[0]
         values = torch.from_numpy(np.ascontiguousarray(pts)).to(device=ad.device, dtype=ad.dtype)
-        past = copy.deepcopy(self._prefix(c, p))
-        past.batch_repeat_interleave(b)
-        token = self.contexts.inputs[c, p].reshape(1, 1).expand(b, 1).to(ad.device)
-        attention = torch.ones((b, p + 1), dtype=torch.long, device=ad.device)
+        prefix = self._prefix(c, p)  # before the hooks: the prefix's forward must not fire them
+        token = self.contexts.inputs[c, p].reshape(1, 1).expand(b, 1)
         read: dict[Site, torch.Tensor] = {}
 
         def reader(site: Site, t: torch.Tensor) -> None:
@@ -99,8 +91,6 @@ class PrefixCachedDownstream(AdapterDownstream):
 
         writes = {} if self.site is None else {self.site: writer}
         with torch.inference_mode(), ad.hooks(reads=dict.fromkeys(self.later, reader), writes=writes):
-            out = ad.model(input_ids=token, attention_mask=attention, past_key_values=past,
-                           use_cache=True, return_dict=True)
-            logits = ad._logits(out)[:, -1]
+            logits = ad.cached_logits(token, prefix)
         codes = torch.cat([read[s] for s in self.later], dim=1).numpy()
         return codes, torch.log_softmax(logits.float(), dim=-1).cpu().numpy()

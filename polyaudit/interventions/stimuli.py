@@ -8,9 +8,9 @@
   loop visits two real inputs and stays in their plane; one loop per random pair.
 - Language models: the same circle through the input EMBEDDINGS of two tokens, fed at one position
   of a real context. The token embedding module's output is replaced at that position through
-  `adapter.hooks(writes=...)` (the module `get_input_embeddings()` returns), so positional
-  embeddings, layer norms and attention act on it as on any token: identical for GPT-2, NeoX,
-  Llama, OPT and BERT. The trajectory is read at that position. Token a is the context's own token
+  `adapter.hooks(writes=...)` (at `adapter.input_embedding_site()`, rows of
+  `adapter.input_embedding_weight()`), so positional embeddings, layer norms and attention act on
+  it as on any token: identical for GPT-2, NeoX, Llama, OPT and BERT. The trajectory is read at that position. Token a is the context's own token
   there, token b a random token of the probe; one loop per context.
 """
 
@@ -95,22 +95,16 @@ def probe_loops(inputs: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
     raise PolyauditError("the probe has fewer than two distinct inputs: no circle through them")
 
 
-def embedding_site(model: torch.nn.Module) -> Site:
-    """The token embedding module's output, as a writable site."""
-    get = getattr(model, "get_input_embeddings", None)
-    emb = get() if callable(get) else None
-    path = next((n for n, m in model.named_modules() if m is emb), None) if emb is not None else None
-    if path is None:
-        raise PolyauditError(f"{type(model).__name__} names no input embedding module (get_input_embeddings)")
-    return Site(layer=-1, kind="resid", module=path)
-
-
 def token_trajectories(loaded: Any, probe: Any, kind: SiteKind, rng: np.random.Generator
                        ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Per layer float [K, T, m] at the stimulus position, and a description of the loops."""
-    adapter, model = loaded.adapter, loaded.model
-    emb_site = embedding_site(model)
-    table = model.get_submodule(emb_site.module).weight.detach()
+    adapter = loaded.adapter
+    emb_site = adapter.input_embedding_site()
+    if emb_site is None:
+        raise PolyauditError(
+            f"the {adapter.family} adapter names no input embedding site: the C6 token stimulus moves "
+            "a token's embedding; give the adapter an input_embedding_site()")
+    table = adapter.input_embedding_weight()
     ids = probe.inputs
     mask = probe.attention_mask if probe.attention_mask is not None else torch.ones_like(ids)
     real = mask.sum(1)

@@ -29,17 +29,16 @@ import numpy as np
 import torch
 
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import LoadedModel, Site, SiteKind, Writer
+from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind, Writer
 from polyaudit.probes.base import ProbeSet
 
 TaskKind = Literal["classify", "reconstruct", "next_token", "self_token"]
 VECTOR_BATCH = 512
 
 
-def unit_site_kind(adapter: object) -> SiteKind:
+def unit_site_kind(adapter: Adapter) -> SiteKind:
     """The site whose units unit dropout removes: `mlp_out` where it exists, else `resid`."""
-    kinds = getattr(adapter, "site_kinds", ())
-    return "mlp_out" if "mlp_out" in kinds else "resid"
+    return "mlp_out" if "mlp_out" in adapter.site_kinds else "resid"
 
 
 def unit_dropout(q: float, generator: torch.Generator) -> Writer:
@@ -90,10 +89,9 @@ def task_for(loaded: LoadedModel, probe: ProbeSet) -> Task:
     """Decide how to score the model on the probe (one-line PolyauditError when there is no way)."""
     adapter = loaded.adapter
     if probe.kind == "tokens":
-        layout = getattr(adapter, "layout", None)
-        vocab = int(getattr(getattr(loaded.model, "config", None), "vocab_size", 0) or 0)
+        vocab = adapter.vocab_size or 0
         chance = math.log(vocab) if vocab > 1 else float("nan")
-        if layout is not None and getattr(layout, "encoder", False):
+        if adapter.capabilities.encoder:
             return Task("self_token", False, chance)
         return Task("next_token", False, chance)
     x = probe.inputs[: min(4, probe.inputs.shape[0])]

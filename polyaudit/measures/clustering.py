@@ -82,6 +82,7 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 3,
     distinct points than k some clusters stay empty (`cluster_sizes` shows it). Runs on one thread
     (OpenMP and BLAS): at these sizes threads cost more than they save, badly so on a busy machine,
     and the result does not depend on the core count."""
+    # here, not at the top: scikit-learn is slow to import
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 

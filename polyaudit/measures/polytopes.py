@@ -17,8 +17,8 @@ is only an approximate code: the network is not affine between sign changes.
   `nn.Sequential` of Linear layers (CNNs, ResNets) walk through `polyaudit.interventions.module_walk`.
 
 `segment_crossings` is the one function here that reads a torch module: it extracts float64 numpy
-weights (`affine_layers`) and walks the segment in numpy (`walk_segment`); torch is imported
-lazily, nothing else in this module touches torch.
+weights (`affine_layers`, which recognises layers by class name) and walks the segment in numpy
+(`walk_segment`); this module never imports torch.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def label_entropy(labels: np.ndarray) -> float:
 
 def adjusted_mutual_information(cluster_ids: np.ndarray, labels: np.ndarray) -> float:
     """Chance-corrected mutual information between clusters and labels (scikit-learn's AMI)."""
-    from sklearn.metrics import adjusted_mutual_info_score
+    from sklearn.metrics import adjusted_mutual_info_score  # here, not at the top: slow to import
 
     return float(adjusted_mutual_info_score(np.asarray(labels), np.asarray(cluster_ids)))
 

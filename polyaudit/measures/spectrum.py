@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.linalg.blas import ssyrk
 
 from polyaudit.errors import PolyauditError
+from polyaudit.stats import bootstrap_resamples, huber_lines, percentile_ci
 from polyaudit.threads import blas_threads
 
 MIN_POINTS = 5  # ranks needed in a fit range
@@ -256,6 +258,7 @@ def fit_power_law(
     positive eigenvalues; the fewest samples that could give them, so the conservative choice),
     and d = the length, or n_pos when the rank is below min(n - 1, length) (constant or dependent
     columns leave fewer directions than dimensions)."""
+    # here, not at the top: scikit-learn is slow to import
     from sklearn.linear_model import HuberRegressor
 
     ev = _spectrum(eigvals)
@@ -351,10 +354,6 @@ def _coupling(scores: np.ndarray, lam: np.ndarray, head: np.ndarray, k: int, hi:
 
 def _replicate_alphas(eig: np.ndarray, scores: np.ndarray, ranks: tuple[int, int],
                       resamples: Sequence[np.ndarray], max_dim: int | None = None) -> np.ndarray:
-    from scipy.linalg.blas import ssyrk
-
-    from polyaudit.stats import huber_lines
-
     lo, hi = ranks
     n, m = scores.shape
     lam = eig[:m]
@@ -433,8 +432,6 @@ def alpha_with_ci(
     of both, alpha-hat +- the distance to the farther percentile endpoint: valid under either reading
     (10 of 10), at the price of width. "percentile" and "basic" give the textbook intervals.
     `max_dim`: as in bootstrap_alphas."""
-    from polyaudit.stats import bootstrap_resamples, percentile_ci
-
     if interval not in ("hull", "percentile", "basic"):
         raise PolyauditError(f"unknown interval {interval!r}: use hull, percentile or basic")
     with blas_threads(1):

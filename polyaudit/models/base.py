@@ -7,6 +7,14 @@ gated MLPs the gate input), the MLP output (`mlp_out`), or the residual stream a
 
 The forward pass stops as soon as every hooked site has fired (`StopForward`), so nothing past the
 deepest site a claim needs is computed (no LM head unless a claim reads outputs).
+
+An adapter DECLARES what its model can do (`Capabilities`: causal, encoder, gated MLP, output head,
+prefix cache, whole feature maps, spatial positions, exact walks) and exposes every model access an
+intervention needs as a method (`output_head`, `logits_from`, `input_embedding_site`,
+`input_embedding_weight`, `vocab_size`, `prefix_cache` / `cached_logits`, `modules_after`,
+`feature_maps`, `select`), so nothing outside `polyaudit.models` probes types, family names or
+private attributes (scikit-learn's estimator tags). `polyaudit.models.check.check_adapter` tests an
+adapter, a user's own included, against this contract.
 """
 
 from __future__ import annotations
@@ -20,6 +28,10 @@ import torch
 from torch import nn
 
 from polyaudit.errors import PolyauditError
+
+# activation names (transformers configs, nn module classes) that are piecewise linear: spline codes exact
+PIECEWISE_LINEAR = frozenset({"relu", "leaky_relu", "leakyrelu", "relu6", "prelu"})
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 SiteKind = Literal["mlp_pre", "mlp_out", "resid"]
 SITE_KINDS: tuple[SiteKind, ...] = ("mlp_pre", "mlp_out", "resid")
@@ -48,6 +60,60 @@ class Site:
     def depth_key(self) -> tuple[int, int]:
         return (self.layer, _ORDER[self.kind])
 
+    @property
+    def path(self) -> str:
+        """The dotted path of the hooked module (`module` without a `#k` call index)."""
+        return self.module.partition("#")[0]
+
+    @property
+    def call(self) -> int:
+        """Which call of the module the site is, when a forward calls it several times: `path#k` is
+        the k-th call (0-based), a plain path the first."""
+        k = self.module.partition("#")[2]
+        return int(k) if k else 0
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter's model can do, declared by the adapter; generic code reads these flags
+    instead of probing types, family names or attributes. Defaults are the conservative answer
+    for a model nothing is known about (every flag but `output_head` off).
+
+    causal: a token model whose position i sees only tokens <= i (decoder-only LM): a forward may
+        stop at the last position it needs, and its output is a next-token distribution.
+    encoder: a bidirectional token model (BERT-style) whose head scores the input tokens themselves.
+    gated_mlp: `mlp_pre` is the GATE input of a gated MLP (Llama-style): codes are the gate's signs.
+    output_head: `logits()` is an output distribution (LM / MLM head, classifier, or the output a
+        vector model is scored on); False: hidden states only (a transformers model without head).
+    prefix_cache: `prefix_cache()` and `cached_logits()` work: the key/value cache of a prefix is
+        computed once and later tokens run one at a time (causal LMs with `past_key_values`).
+    feature_maps: sites are feature maps; `feature_maps()` reads a site's whole map per input, and
+        interventions perturb whole maps.
+    spatial_positions: `run_until` readers get the channel vectors at selected spatial positions
+        (`select`): `positions_per_input` samples per input, chosen by `position_selector`.
+    exact_walk: the model is affine maps and piecewise-linear nonlinearity MODULES throughout, so
+        boundary crossings may be walked exactly on a float64 copy (the walker may still refuse a
+        module it cannot gate, e.g. max pooling, and say why).
+    """
+
+    causal: bool = False
+    encoder: bool = False
+    gated_mlp: bool = False
+    output_head: bool = True
+    prefix_cache: bool = False
+    feature_maps: bool = False
+    spatial_positions: bool = False
+    exact_walk: bool = False
+
+
+@dataclass(frozen=True)
+class PrefixCache:
+    """The key/value cache of one token prefix (`Adapter.prefix_cache`): the model's own cache
+    object, opaque to callers, and the prefix length."""
+
+    state: Any
+    length: int
+
 
 class StopForward(Exception):
     """Raised by a hook once every requested site has fired: ends the truncated forward."""
@@ -69,8 +135,11 @@ class Adapter:
 
     Subclasses set: `family`, `input_kind` ("tokens" | "vectors"), `activation` (name of the MLP
     nonlinearity), `piecewise_linear` (True for ReLU/leaky ReLU: spline codes exact), `n_layers`,
-    and implement `_site(kind, layer) -> Site`, `_call(inputs, attention_mask)` and
-    `_logits(output)`.
+    `capabilities` (what the model can do, see `Capabilities`), and implement
+    `_site(kind, layer) -> Site`, `_call(inputs, attention_mask)` and `_logits(output)`; and
+    override the accessors their capabilities promise (`output_head`, `input_embedding_site`,
+    `prefix_cache`, `modules_after`, `feature_maps`, ...). A factory may return such an adapter
+    (`polyaudit.models.factory`); `polyaudit.models.check.check_adapter` tests it.
     """
 
     family: str = "?"
@@ -79,6 +148,8 @@ class Adapter:
     piecewise_linear: bool = False
     n_layers: int = 0
     site_kinds: tuple[SiteKind, ...] = SITE_KINDS
+    capabilities: Capabilities = Capabilities()
+    positions_per_input: int = 1  # samples per input a `run_until` reader gets (spatial_positions)
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -108,8 +179,9 @@ class Adapter:
         return None
 
     def module(self, site: Site) -> nn.Module:
+        """The module a site hooks (for `path#k`, the module called k times before)."""
         try:
-            return self.model.get_submodule(site.module)
+            return self.model.get_submodule(site.path)
         except AttributeError as e:
             raise PolyauditError(
                 f"the {self.family} adapter names module {site.module!r}, which this model lacks", site=site.name
@@ -121,6 +193,60 @@ class Adapter:
 
     def _logits(self, output: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def logits_from(self, output: Any) -> torch.Tensor:
+        """The logits in a model output (what the model's forward returned)."""
+        return self._logits(output)
+
+    # --- model accesses interventions make (override what the capabilities promise) ------------
+    @property
+    def position_selector(self) -> str | None:
+        """Which spatial positions `run_until` readers get, as text (`center`, `all`, `I,J`);
+        None for a model without spatial positions."""
+        return None
+
+    def select(self, site: Site, t: torch.Tensor) -> torch.Tensor:
+        """What a `run_until` reader gets of a site's tensor `t` (as `hooks()` sees it): `t`
+        itself, or for spatial positions the selected channel vectors ([B, C] or [B, G, C])."""
+        return t
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Token models: the vocabulary size (rows of the input embedding, columns of the logits);
+        None where unknown or for vector models."""
+        return None
+
+    def output_head(self) -> nn.Module | None:
+        """The output head module of a token model (LM / MLM decoder) whose FIRST input is the
+        final hidden state [batch, seq, d]; None when there is none or it is not one module."""
+        return None
+
+    def input_embedding_site(self) -> Site | None:
+        """A token model's token-embedding module output [batch, seq, d] as a writable site
+        (layer -1); None when the adapter does not know one."""
+        return None
+
+    def input_embedding_weight(self) -> torch.Tensor:
+        """The token embedding table [vocab, d] the `input_embedding_site` looks rows up in."""
+        raise PolyauditError(f"the {self.family} adapter names no input embedding table")
+
+    def prefix_cache(self, ids: torch.Tensor) -> PrefixCache:
+        """The key/value cache of one token prefix `ids` [1, p] (capabilities.prefix_cache)."""
+        raise PolyauditError(f"the {self.family} adapter has no prefix cache (capabilities.prefix_cache is off)")
+
+    def cached_logits(self, tokens: torch.Tensor, prefix: PrefixCache) -> torch.Tensor:
+        """Logits [b, vocab] of one token per row (`tokens` [b, 1]) read after the cached prefix;
+        the prefix's cache is copied, never changed. Hooks see [b, 1, d] at every site."""
+        raise PolyauditError(f"the {self.family} adapter has no prefix cache (capabilities.prefix_cache is off)")
+
+    def modules_after(self, site: Site | None) -> nn.Sequential | None:
+        """The modules that run after `site` (None: the input) as a flat nn.Sequential, when the
+        model is one (so `modules_after(site)(h)` are the logits); None otherwise."""
+        return None
+
+    def feature_maps(self, inputs: torch.Tensor, site: Site, batch_size: int = 256) -> Any:
+        """float64 [n, C * H * W]: a site's whole activation per input (capabilities.feature_maps)."""
+        raise PolyauditError(f"the {self.family} adapter has no feature maps (capabilities.feature_maps is off)")
 
     @property
     def device(self) -> torch.device:

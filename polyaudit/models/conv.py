@@ -35,8 +35,17 @@ import torch
 from torch import nn
 
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import Adapter, Reader, Site, SiteKind, StopForward, Writer
-from polyaudit.models.sequential import PIECEWISE_LINEAR, _act_name
+from polyaudit.models.base import (
+    PIECEWISE_LINEAR,
+    Adapter,
+    Capabilities,
+    Reader,
+    Site,
+    SiteKind,
+    StopForward,
+    Writer,
+)
+from polyaudit.models.sequential import _act_name
 
 POS_HELP = "pos=center, pos=all or pos=I,J (a row and column of the finest feature map)"
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -93,11 +102,6 @@ def trace_calls(model: nn.Module, example: torch.Tensor) -> list[tuple[str, int,
     return calls
 
 
-def _split(module: str) -> tuple[str, int]:
-    path, _, k = module.partition("#")
-    return path, int(k) if k else 0
-
-
 class ConvAdapter(Adapter):
     """Adapter for convolutional networks; see the module docstring."""
 
@@ -124,6 +128,12 @@ class ConvAdapter(Adapter):
         self.grid = self._grid()
         self.positions_per_input = max(len(g) for g in self.grid) if self.grid else 1
         self._index: dict[tuple[int, str], torch.Tensor] = {}
+        self.capabilities = Capabilities(output_head=True, feature_maps=True, spatial_positions=True,
+                                         exact_walk=self.piecewise_linear)
+
+    @property
+    def position_selector(self) -> str:
+        return pos_text(self.pos)
 
     # --- positions -------------------------------------------------------------------------
     def _spatial(self) -> list[int]:
@@ -183,9 +193,6 @@ class ConvAdapter(Adapter):
     def _site(self, kind: SiteKind, layer: int) -> Site:
         return Site(layer=layer, kind=kind, module=self.paths[layer], tap="input" if kind == "mlp_pre" else "output")
 
-    def module(self, site: Site) -> nn.Module:
-        return super().module(Site(site.layer, site.kind, _split(site.module)[0], site.tap))
-
     def rank_bound(self, site: Site) -> int | None:
         return None
 
@@ -203,8 +210,7 @@ class ConvAdapter(Adapter):
         counts: dict[str, int] = {}
         by_path: dict[str, list[tuple[int, Site]]] = {}
         for site in sorted(pending):
-            path, k = _split(site.module)
-            by_path.setdefault(path, []).append((k, site))
+            by_path.setdefault(site.path, []).append((site.call, site))
 
         def fired(site: Site) -> None:
             pending.discard(site)

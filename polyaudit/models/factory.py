@@ -4,11 +4,14 @@
         net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
         return net, (inputs, labels)  # or just `net`; labels may be omitted
 
-The callable is called with no arguments. The model must be an `nn.Sequential`, a convolutional
-network (any module with convolutions and nonlinearity modules, e.g. a torchvision ResNet; it needs
-its probe's images to trace its layers, and `?pos=` picks the spatial positions read, see
-`polyaudit.models.conv`) or a transformers `PreTrainedModel` of a known family; the probe becomes a
-"vectors" ProbeSet named `factory:SPEC`.
+The callable is called with no arguments. It returns a model, or its OWN adapter (an instance of a
+`polyaudit.models.base.Adapter` subclass whose `.model` is the module: any architecture), each
+optionally with a probe: `net`, `(net, probe)`, `adapter` or `(adapter, probe)`. Without its own
+adapter the model must be an `nn.Sequential`, a convolutional network (any module with
+convolutions and nonlinearity modules, e.g. a torchvision ResNet; it needs its probe's images to
+trace its layers, and `?pos=` picks the spatial positions read, see `polyaudit.models.conv`) or a
+transformers `PreTrainedModel` of a known family. The probe becomes a "vectors" ProbeSet named
+`factory:SPEC`. Check an adapter of your own with `polyaudit.models.check.check_adapter`.
 """
 
 from __future__ import annotations
@@ -119,6 +122,21 @@ def make_adapter(model: nn.Module, example: torch.Tensor | None = None, pos: str
     )
 
 
+def _own_adapter(spec: str, adapter: Adapter, pos: str | None) -> nn.Module:
+    """The module of an adapter a factory made itself (checked), in eval mode with grads off."""
+    model = getattr(adapter, "model", None)
+    if not isinstance(model, nn.Module):
+        raise PolyauditError(
+            f"factory {spec!r} returned a {type(adapter).__name__} whose .model is a "
+            f"{type(model).__name__}: an adapter's .model must be the torch.nn.Module it reads"
+        )
+    if pos is not None:
+        raise PolyauditError(
+            f"factory {spec!r} returns its own adapter, which picks its own positions: drop ?pos={pos}"
+        )
+    return model
+
+
 def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Module, Adapter, Any]:
     """Call the factory: (model in eval mode with grads off, its adapter, its probe or None).
     `params`: the spec's `?pos=` (a CNN's position selector)."""
@@ -128,18 +146,22 @@ def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Mo
         if len(result) != 2:
             raise PolyauditError(
                 f"factory {spec!r} returned a tuple of {len(result)} items: "
-                "return a module, or (module, probe)"
+                "return a module or an adapter, optionally with a probe: (module, probe)"
             )
         result, probe_raw = result
+    pos = (params or {}).get("pos")
+    own = result if isinstance(result, Adapter) else None
+    if own is not None:
+        result = _own_adapter(spec, own, pos)
     if not isinstance(result, nn.Module):
         raise PolyauditError(
             f"factory {spec!r} returned an object of type {type(result).__name__}, not a "
-            "torch.nn.Module: return a module, or (module, probe)"
+            "torch.nn.Module or a polyaudit Adapter: return a module, or (module, probe)"
         )
     model = result.eval()
     model.requires_grad_(False)
     probe = _as_probe(spec, probe_raw) if probe_raw is not None else None
-    adapter = make_adapter(model, None if probe is None else probe.inputs, (params or {}).get("pos"))
+    adapter = own if own is not None else make_adapter(model, None if probe is None else probe.inputs, pos)
     kind = getattr(probe, "kind", "vectors")
     if probe is not None and adapter.input_kind == "vectors" and kind != "vectors":
         raise PolyauditError(f"factory {spec!r} returned a {kind} probe for a vector model")

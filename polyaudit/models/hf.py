@@ -1,4 +1,4 @@
-"""Hugging Face models: loading through transformers, and the site table of each family.
+"""Hugging Face models: the site table of each family and its adapter.
 
 A family is a LAYOUT: where the list of blocks lives, and, relative to one block, which module's
 output is the MLP pre-activation (`mlp_pre`: the input of the nonlinearity; for gated MLPs the gate
@@ -13,16 +13,14 @@ input), the MLP output (`mlp_out`) and the residual stream (`resid`: the block's
 The prefix before the block list differs between AutoModel and the *ForCausalLM / *ForMaskedLM
 classes (`transformer.h` vs `h`), so it is resolved on the loaded model. The family comes from
 `config.model_type`, falling back to the module structure for model types sharing a layout.
-Weights load through `from_pretrained` only: safetensors preferred, pickle checkpoints through
-`torch.load(weights_only=True)`, never a full unpickle.
+Loading is `polyaudit.models.hf_load`. The adapter's capabilities come from the
+layout (encoder or causal, gated MLP) and the loaded model (whether it has an output head).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import pickle
-import re
+import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +29,17 @@ import torch
 from torch import nn
 
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import Adapter, Reader, Site, SiteKind, Writer, _first
+from polyaudit.models.base import (
+    PIECEWISE_LINEAR,
+    Adapter,
+    Capabilities,
+    PrefixCache,
+    Reader,
+    Site,
+    SiteKind,
+    Writer,
+    _first,
+)
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,14 @@ class Layout:
     mlp_out: str
     encoder: bool = False
     flat_mlp: bool = False  # MLP on [batch * seq, d] (OPT): sites viewed as [batch, seq, d]
+    gated: bool = False  # mlp_pre is the gate input of a gated MLP
 
 
 _GATED = "llama mistral qwen2 qwen3 gemma gemma2 gemma3_text olmo olmo2 granite"
 LAYOUTS: tuple[Layout, ...] = (
     Layout("gpt2", frozenset({"gpt2"}), "h", "mlp.c_fc", "mlp"),
     Layout("gpt_neox", frozenset({"gpt_neox"}), "layers", "mlp.dense_h_to_4h", "mlp"),
-    Layout("llama", frozenset(_GATED.split()), "layers", "mlp.gate_proj", "mlp"),
+    Layout("llama", frozenset(_GATED.split()), "layers", "mlp.gate_proj", "mlp", gated=True),
     Layout("opt", frozenset({"opt"}), "layers", "fc1", "fc2", flat_mlp=True),
     Layout(
         "bert",
@@ -64,13 +73,7 @@ KNOWN_FAMILIES = (
     "gpt2, gpt_neox (pythia), llama-style gated MLPs (llama, mistral, qwen2, qwen3, gemma), "
     "opt, bert-style encoders (bert, roberta), and nn.Sequential MLPs through a factory"
 )
-PIECEWISE_LINEAR = frozenset({"relu", "leaky_relu", "leakyrelu", "relu6", "prelu"})
 ENCODER_TYPES = frozenset(t for lay in LAYOUTS if lay.encoder for t in lay.model_types)
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
 _ACT_ATTRS = ("hidden_activation", "activation_function", "hidden_act")
 
 
@@ -118,6 +121,13 @@ class HFAdapter(Adapter):
         self.activation = activation_name(config)
         self.piecewise_linear = self.activation in PIECEWISE_LINEAR
         self._use_cache = (not layout.encoder) and hasattr(config, "use_cache")
+        self.capabilities = Capabilities(
+            causal=not layout.encoder,
+            encoder=layout.encoder,
+            gated_mlp=layout.gated,
+            output_head=self.output_head() is not None,
+            prefix_cache=not layout.encoder,  # every causal layout takes past_key_values
+        )
 
     def _site(self, kind: SiteKind, layer: int) -> Site:
         rel = {"mlp_pre": self.layout.mlp_pre, "mlp_out": self.layout.mlp_out, "resid": ""}[kind]
@@ -184,6 +194,58 @@ class HFAdapter(Adapter):
             return logits
         return _first(output)
 
+    # --- model accesses ----------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int | None:
+        value = getattr(getattr(self.model, "config", None), "vocab_size", None)
+        return int(value) if value else None
+
+    def output_head(self) -> nn.Module | None:
+        """The LM / MLM decoder (`get_output_embeddings()`); None for a model loaded without one."""
+        get = getattr(self.model, "get_output_embeddings", None)
+        head = get() if callable(get) else None
+        return head if isinstance(head, nn.Module) else None
+
+    def input_embedding_site(self) -> Site | None:
+        """The output of the module `get_input_embeddings()` returns (token embeddings only:
+        positional embeddings, layer norms and attention act on it as on any token)."""
+        get = getattr(self.model, "get_input_embeddings", None)
+        emb = get() if callable(get) else None
+        path = next((n for n, m in self.model.named_modules() if m is emb), None) if emb is not None else None
+        return None if path is None else Site(layer=-1, kind="resid", module=path)
+
+    def input_embedding_weight(self) -> torch.Tensor:
+        site = self.input_embedding_site()
+        if site is None:
+            raise PolyauditError(
+                f"{type(self.model).__name__} names no input embedding module (get_input_embeddings)"
+            )
+        weight = self.model.get_submodule(site.module).weight
+        if not isinstance(weight, torch.Tensor):
+            raise PolyauditError(f"the input embedding {site.module!r} has no weight table")
+        return weight.detach()
+
+    @torch.inference_mode()
+    def prefix_cache(self, ids: torch.Tensor) -> PrefixCache:
+        if not self.capabilities.prefix_cache:
+            return super().prefix_cache(ids)
+        ids = ids.to(self.device)
+        out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
+                         return_dict=True)
+        return PrefixCache(out.past_key_values, int(ids.shape[1]))
+
+    @torch.inference_mode()
+    def cached_logits(self, tokens: torch.Tensor, prefix: PrefixCache) -> torch.Tensor:
+        if not self.capabilities.prefix_cache:
+            return super().cached_logits(tokens, prefix)
+        b = int(tokens.shape[0])
+        past = copy.deepcopy(prefix.state)
+        past.batch_repeat_interleave(b)
+        attention = torch.ones((b, prefix.length + 1), dtype=torch.long, device=self.device)
+        out = self.model(input_ids=tokens.to(self.device), attention_mask=attention, past_key_values=past,
+                         use_cache=True, return_dict=True)
+        return self._logits(out)[:, -1]
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
@@ -206,221 +268,3 @@ def make_hf_adapter(model: nn.Module) -> HFAdapter:
         f"unknown architecture {model_type or '?'} ({arch}): no adapter knows its layout; "
         f"polyaudit knows {KNOWN_FAMILIES}"
     )
-
-
-# --- loading ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _quiet(progress: bool) -> Iterator[None]:
-    """Silence transformers' progress bars and load reports for the duration (restored after)."""
-    from transformers.utils import logging as hf_logging
-
-    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    if not progress:
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _first_line(e: BaseException) -> str:
-    """The first sentence of an exception's message (transformers' messages are paragraphs)."""
-    text = str(e).strip().splitlines()
-    first = text[0].split(". ")[0] if text else ""
-    return first.rstrip(".") or type(e).__name__
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-    return bool(constants.HF_HUB_OFFLINE) or env
-
-
-def _config_error(
-    target: str, local: bool, e: Exception, revision: str | None = None
-) -> PolyauditError:
-    if isinstance(e, ValueError) and "trust_remote_code" in str(e):
-        return PolyauditError(
-            f"model {target!r} needs to run its own Python code (auto_map in its config), which polyaudit "
-            "never runs unless asked: pass --trust-remote-code only if you trust its author"
-        )
-    if local or not isinstance(e, OSError):
-        return PolyauditError(
-            f"cannot read the config of {target!r}: {_first_line(e)}; "
-            "pass a folder written by save_pretrained"
-        )
-    why = (
-        "HF_HUB_OFFLINE is set"
-        if _offline()
-        else "the hub could not be reached or has no such model"
-    )
-    at = f" at revision {revision!r}" if revision else ""
-    return PolyauditError(
-        f"cannot load {target!r}{at} from the Hugging Face hub: it is not in the local cache and "
-        f"{why}; download it once with network access, or pass a local folder"
-    )
-
-
-def _auto_classes(config: Any) -> list[Any]:
-    import transformers as tf
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
-
-    archs = list(getattr(config, "architectures", None) or [])
-    mt = config.model_type
-    if (
-        mt in ENCODER_TYPES or any(a.endswith("ForMaskedLM") for a in archs)
-    ) and mt in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        return [tf.AutoModelForMaskedLM, tf.AutoModel]
-    if mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return [tf.AutoModelForCausalLM, tf.AutoModel]
-    return [tf.AutoModel]
-
-
-def _weights_error(target: str, e: Exception) -> PolyauditError:
-    from safetensors import SafetensorError
-
-    if isinstance(e, pickle.UnpicklingError):
-        return PolyauditError(
-            f"refusing to unpickle the checkpoint of {target!r}: it holds more than tensors "
-            "(torch.load(weights_only=True) rejected it); convert it to safetensors from a trusted copy"
-        )
-    if isinstance(e, SafetensorError):
-        return PolyauditError(
-            f"corrupt weights in {target!r}: {_first_line(e)}; "
-            "re-save or re-download the checkpoint"
-        )
-    return PolyauditError(
-        f"cannot load the weights of {target!r}: {_first_line(e)}; "
-        "check the folder holds a complete checkpoint"
-    )
-
-
-def _commit_hash(target: str, revision: str | None, cache_dir: str | None) -> str | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    path = try_to_load_from_cache(target, "config.json", cache_dir=cache_dir, revision=revision)
-    m = (
-        re.search(r"snapshots/([0-9a-f]{40})/", str(path).replace(os.sep, "/"))
-        if isinstance(path, str)
-        else None
-    )
-    return m.group(1) if m else revision
-
-
-def _snapshot_folder(target: str, revision: str | None, cache_dir: str | None) -> str | None:
-    """The local snapshot folder of a hub id already in the cache (None when it is not)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    path = try_to_load_from_cache(target, "config.json", cache_dir=cache_dir, revision=revision)
-    return os.path.dirname(path) if isinstance(path, str) else None
-
-
-def max_positions(config: Any) -> int | None:
-    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def load_hf(
-    target: str,
-    *,
-    local: bool,
-    device: str = "cpu",
-    dtype: str | None = None,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    cache_dir: str | None = None,
-    progress: bool = False,
-) -> tuple[nn.Module, HFAdapter, Any, dict[str, Any]]:
-    """Load a hub id or a save_pretrained folder: (model, adapter, tokenizer, info).
-
-    `device` is "cpu", "cuda" or "auto" (accelerate's device_map="auto" when cuda is available);
-    `dtype` None means "auto": the checkpoint's own dtype. info has revision and max_positions.
-    """
-    import transformers as tf
-    from safetensors import SafetensorError
-
-    if local and not os.path.isfile(os.path.join(target, "config.json")):
-        raise PolyauditError(
-            f"folder {target!r} has no config.json: pass a folder written by "
-            "save_pretrained (model and tokenizer)"
-        )
-    hub = {"revision": revision, "cache_dir": cache_dir, "trust_remote_code": trust_remote_code}
-    with _quiet(progress):
-        try:
-            config = tf.AutoConfig.from_pretrained(target, **hub)
-        except (OSError, ValueError, KeyError) as e:
-            raise _config_error(target, local, e, revision) from e
-        torch_dtype: Any = "auto" if dtype in (None, "auto") else DTYPES[dtype]
-        device_map: Any = None
-        if device == "auto" and torch.cuda.is_available():
-            device_map = "auto"  # accelerate spreads the weights over the GPUs and the host
-        else:
-            folder = target if local else _snapshot_folder(target, revision, cache_dir)
-            if folder is not None:
-                from polyaudit.models.memory import check_load_fits
-
-                check_load_fits(target, folder, DTYPES.get(dtype or "auto"), device)
-        model: nn.Module | None = None
-        missing: list[str] = []
-        for cls in _auto_classes(config):
-            try:
-                candidate, info = cls.from_pretrained(
-                    target,
-                    config=config,
-                    dtype=torch_dtype,
-                    device_map=device_map,
-                    weights_only=True,
-                    output_loading_info=True,
-                    **hub,
-                )
-            except (
-                OSError,
-                ValueError,
-                RuntimeError,
-                SafetensorError,
-                pickle.UnpicklingError,
-            ) as e:
-                if local or not isinstance(e, OSError) or "connect" not in str(e):
-                    raise _weights_error(target, e) from e
-                raise _config_error(target, local, e, revision) from e
-            missing = sorted(info.get("missing_keys", ()))
-            if not missing:
-                model = candidate
-                break
-        if model is None:
-            raise PolyauditError(
-                f"checkpoint {target!r} lacks {len(missing)} weight tensor(s) (e.g. {missing[0]}): the model "
-                "would be partly random; pass a complete checkpoint"
-            )
-    model.eval()
-    model.requires_grad_(False)
-    adapter = make_hf_adapter(model)  # before the tokenizer: an unknown architecture is the news
-    with _quiet(progress):
-        try:
-            tokenizer = tf.AutoTokenizer.from_pretrained(target, **hub)
-        except (OSError, ValueError, KeyError) as e:
-            raise PolyauditError(
-                f"cannot load a tokenizer for {target!r}: {_first_line(e)}; "
-                "save one next to the model (tokenizer.save_pretrained)"
-            ) from e
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if device == "cuda":
-        model = model.to("cuda")
-    info_out = {
-        "revision": None if local else _commit_hash(target, revision, cache_dir),
-        "max_positions": max_positions(config),
-        "model_type": config.model_type,
-        "class": type(model).__name__,
-    }
-    return model, adapter, tokenizer, info_out

@@ -13,16 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from polyaudit.choices import DEVICES, DTYPE_NAMES
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import LoadedModel
+from polyaudit.models.base import DTYPES, LoadedModel
 from polyaudit.models.hashing import model_sha256
-from polyaudit.models.hf import DTYPES, KNOWN_FAMILIES
+from polyaudit.models.hf import KNOWN_FAMILIES
 from polyaudit.models.spec import parse_spec
 
 __all__ = ["DEVICES", "DTYPE_NAMES", "KNOWN_FAMILIES", "load_model"]
-
-DEVICES = ("cpu", "cuda", "auto")
-DTYPE_NAMES = (*DTYPES, "auto")
 
 
 def check_device(device: str) -> None:
@@ -132,7 +130,7 @@ def load_model(
         )
 
     if parsed.kind in ("hub", "local"):
-        from polyaudit.models.hf import load_hf
+        from polyaudit.models.hf_load import load_hf
 
         model, hf_adapter, tokenizer, info = load_hf(
             parsed.target,
@@ -169,7 +167,7 @@ def load_model(
         )
     else:
         from polyaudit.models.factory import load_factory
-        from polyaudit.models.hf import max_positions
+        from polyaudit.models.hf_load import max_positions
 
         net, adapter, probe = load_factory(parsed.target, parsed.params)
         net = _place(net, device, dtype)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import Adapter, Site, SiteKind
+from polyaudit.models.base import PIECEWISE_LINEAR, Adapter, Capabilities, Site, SiteKind
 
 NONLINEARITIES: dict[type[nn.Module], str] = {
     nn.ReLU: "relu",
@@ -35,7 +35,6 @@ NONLINEARITIES: dict[type[nn.Module], str] = {
     nn.Hardswish: "hardswish",
     nn.Hardsigmoid: "hardsigmoid",
 }
-PIECEWISE_LINEAR = frozenset({"relu", "leaky_relu", "relu6", "prelu"})
 
 
 def _act_name(module: nn.Module) -> str | None:
@@ -43,6 +42,24 @@ def _act_name(module: nn.Module) -> str | None:
         if type(module) is cls:
             return name
     return None
+
+
+def leaves(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Non-Sequential modules of a (nested) nn.Sequential in execution order, with their paths."""
+    return [(n, m) for n, m in net.named_modules() if n and not isinstance(m, nn.Sequential)]
+
+
+def after_site(net: nn.Sequential, site: Site | None) -> nn.Sequential:
+    """The modules that run after `site` (None: the whole net) as a flat nn.Sequential."""
+    mods = leaves(net)
+    if site is None:
+        return nn.Sequential(*[m for _, m in mods])
+    names = [n for n, _ in mods]
+    if site.module not in names:
+        raise PolyauditError(f"site module {site.module!r} is not a leaf of the nn.Sequential", site=site.name)
+    i = names.index(site.module)
+    start = i + 1 if site.tap == "output" else i
+    return nn.Sequential(*[m for _, m in mods[start:]])
 
 
 class SequentialAdapter(Adapter):
@@ -74,7 +91,8 @@ class SequentialAdapter(Adapter):
             if not isinstance(parent, nn.Sequential):
                 raise PolyauditError(
                     f"nonlinearity {path!r} sits inside a {type(parent).__name__}, not a Sequential: "
-                    "wrap the model in a factory with its own adapter, or flatten it into nn.Sequential"
+                    "flatten it into nn.Sequential, or return your own Adapter from the factory "
+                    "(see polyaudit.models.factory; test it with polyaudit.models.check.check_adapter)"
                 )
         self.paths = [n for n, _ in named]
         names = [_act_name(m) or "?" for _, m in named]
@@ -83,6 +101,10 @@ class SequentialAdapter(Adapter):
             names[0] if len(set(names)) == 1 else "mixed(" + ",".join(dict.fromkeys(names)) + ")"
         )
         self.piecewise_linear = all(n in PIECEWISE_LINEAR for n in names)
+        self.capabilities = Capabilities(output_head=True, exact_walk=self.piecewise_linear)
+
+    def modules_after(self, site: Site | None) -> nn.Sequential:
+        return after_site(self.model, site)  # type: ignore[arg-type]
 
     def rank_bound(self, site: Site) -> int | None:
         """mlp_pre of a nonlinearity fed directly by an nn.Linear has rank at most its in_features."""

@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 
 from polyaudit.errors import PolyauditError
-from polyaudit.plugin.marker import claim_of
-from polyaudit.plugin.state import ROW_KEY, RUNTIME, row_of
+from polyaudit.plugin.state import ROW_KEY, row_of, runtime_of
 from polyaudit.report.baseline import (
     Baseline,
     RowDiff,
@@ -76,7 +75,10 @@ class Gate:
         yield
         if self.baseline is None or config.option.collectonly:
             return
-        runtime = config.stash[RUNTIME]
+        # claim specs pull in scipy: only once a baseline is compared
+        from polyaudit.plugin.marker import claim_of
+
+        runtime = runtime_of(config)
         callspecs = [getattr(it, "callspec", None) for it in items]
         specs = list(dict.fromkeys(c.params["subject"] for c in callspecs if c is not None and "subject" in c.params))
         try:

@@ -23,13 +23,16 @@ from polyaudit.plugin.state import (
     CACHE_CAP,
     FAMILY_ERROR,
     GATE,
+    OPTIONS,
     RECORDER,
     ROW_KEY,
     RUNTIME,
     ClaimInconclusive,
     ClaimOutcome,
     row_of,
+    runtime_of,
 )
+from polyaudit.probes.kinds import probe_help
 
 OPT_MODEL = "--model"
 OPT_FAMILY = "--family"
@@ -64,7 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="dropout family for C5 (repeatable): zoo:NAME[?rates=0,0.4,0.8&seeds=N&k=v] or "
                      "RATE=SPEC,RATE=SPEC,... Default: the family of each zoo --model.")
     g.addoption(OPT_PROBE, dest="polyaudit_probe", metavar="SPEC", default=None,
-                help="probe set: text:stdlib, text:FILE, labelled:categories, digits (default: per model)")
+                help=f"probe set: {probe_help()}. Default: the model's own")
     g.addoption(OPT_DEVICE, dest="polyaudit_device", default="cpu", help="cpu, cuda or auto (default cpu)")
     g.addoption(OPT_DTYPE, dest="polyaudit_dtype", default=None,
                 help="float32, float16, bfloat16 or auto (default: the checkpoint's own)")
@@ -119,9 +122,10 @@ def _names(name: str, other_plugin: str) -> tuple[str, ...]:
 
 
 def _options(config: pytest.Config) -> Any:
+    from polyaudit.choices import CORRECTIONS, DEVICES, DTYPE_NAMES
     from polyaudit.profiles import get_profile
     from polyaudit.progress import progress_allowed
-    from polyaudit.run.runtime import DEFAULT_MODELS, DEVICES, DTYPES, RunOptions
+    from polyaudit.run.options import DEFAULT_MODELS, RunOptions
 
     o = config.option
     seed_txt = str(o.polyaudit_seed)
@@ -129,14 +133,12 @@ def _options(config: pytest.Config) -> Any:
         raise pytest.UsageError(f"--seed must be an integer, got {seed_txt!r}")
     if o.polyaudit_device not in DEVICES:
         raise pytest.UsageError(f"unknown device {o.polyaudit_device!r}: use one of {', '.join(DEVICES)}")
-    if o.polyaudit_dtype is not None and o.polyaudit_dtype not in DTYPES:
-        raise pytest.UsageError(f"unknown dtype {o.polyaudit_dtype!r}: use one of {', '.join(DTYPES)}")
+    if o.polyaudit_dtype is not None and o.polyaudit_dtype not in DTYPE_NAMES:
+        raise pytest.UsageError(f"unknown dtype {o.polyaudit_dtype!r}: use one of {', '.join(DTYPE_NAMES)}")
     try:
         profile = get_profile(o.polyaudit_profile)
     except PolyauditError as e:
         raise pytest.UsageError(str(e)) from None
-    from polyaudit.stats import CORRECTIONS
-
     if o.polyaudit_correction not in CORRECTIONS:
         raise pytest.UsageError(f"unknown correction {o.polyaudit_correction!r}: use one of "
                                 f"{', '.join(CORRECTIONS)} (holm: family-wise error; bh: false discovery rate)")
@@ -161,18 +163,16 @@ def _options(config: pytest.Config) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from polyaudit.run.runtime import Runtime
-
+    """Check the options and get the recorder and the baseline gate ready. Dormant otherwise: the
+    run's runtime (and torch, transformers, scipy with it) is built only once a claim is collected
+    (`runtime_of`), so a pytest run of a project that merely has polyaudit installed pays nothing."""
     config.addinivalue_line(
         "markers",
         "claim(spec, check=NAME): a polyaudit claim test; `spec` is the claim's ClaimSpec "
         "(polyaudit.claimspec), `check` one of its checks; the plugin captures the check's site kinds "
         "once per model and records the verdict row",
     )
-    config.stash[RUNTIME] = Runtime(_options(config))
-    from polyaudit.threads import share_cores
-
-    share_cores()  # a pytest-xdist worker takes its share of the cores
+    config.stash[OPTIONS] = options = _options(config)
     from polyaudit.store.limit import cap_from_config
 
     try:
@@ -184,9 +184,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from polyaudit.progress import set_capture_suspender
 
     capman = config.pluginmanager.getplugin("capturemanager")
-    progress = config.stash[RUNTIME].options.progress and capman is not None
+    progress = options.progress and capman is not None
     set_capture_suspender(capman.global_and_fixture_disabled if progress else None)
-    gate = Gate.from_config(config, config.stash[RUNTIME].options.seed)
+    gate = Gate.from_config(config, options.seed)
     config.stash[GATE] = gate
     config.pluginmanager.register(gate, "polyaudit-gate")
     from polyaudit.plugin.recorder import Recorder
@@ -206,13 +206,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "subject" in metafunc.fixturenames:
         from polyaudit.models.base import model_id
 
-        specs = metafunc.config.stash[RUNTIME].options.models
+        specs = metafunc.config.stash[OPTIONS].models
         metafunc.parametrize("subject", list(specs), indirect=True, scope="session",
                              ids=[model_id(s) for s in specs])
     if "dropout_family" in metafunc.fixturenames:  # C5: one test id per dropout family x layer
         from polyaudit.run.family import family_params
 
-        runtime = metafunc.config.stash[RUNTIME]
+        runtime = runtime_of(metafunc.config)
         try:
             params, ids = runtime.memo(("family-params",), lambda: family_params(runtime))
         except PolyauditError as e:  # reported as one line by pytest_collection_modifyitems
@@ -227,20 +227,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Load every model the selected claims need, declare their sites and build their probes now:
     a bad spec, an unreachable hub, an unknown architecture or a probe that is too small is one
     clear line (pytest's usage error), not a traceback per test."""
-    runtime = config.stash[RUNTIME]
     if config.stash.get(FAMILY_ERROR, None):
         raise pytest.UsageError(config.stash[FAMILY_ERROR])
-    from polyaudit.plugin.marker import claim_of
-
     needs: list[tuple[str, Any]] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None or "subject" not in callspec.params:
             continue
+        # claim specs import scipy: only once a model is collected
+        from polyaudit.plugin.marker import claim_of
+
         claim = claim_of(item)
         needs.append((callspec.params["subject"], None if claim is None else claim.check))
     if not needs or config.option.collectonly:
         return
+    runtime = runtime_of(config)
     try:
         for spec, check in needs:
             subject = runtime.subject(spec)
@@ -263,7 +264,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.fixture(scope="session")
 def subject(request: pytest.FixtureRequest) -> Any:
     """The model under audit (eval mode, grads off), with its probes and cached captures."""
-    return request.config.stash[RUNTIME].subject(request.param)
+    return runtime_of(request.config).subject(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -272,7 +273,7 @@ def dropout_family(request: pytest.FixtureRequest) -> Any:
     without one, a stand-in whose rows conclude SKIPPED with the reason."""
     from polyaudit.run.family import family_subject
 
-    return family_subject(request.config.stash[RUNTIME], request.param)
+    return family_subject(runtime_of(request.config), request.param)
 
 
 @pytest.fixture
@@ -280,7 +281,7 @@ def audit(request: pytest.FixtureRequest) -> Any:
     """Per-test handle: profile, seeded rngs, the run memo, and `conclude(evidence)`."""
     from polyaudit.plugin.auditor import Auditor
 
-    return Auditor(request.node, request.config.stash[RUNTIME])
+    return Auditor(request.node, runtime_of(request.config))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -291,13 +292,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     exc = call.excinfo.value
     if isinstance(exc, ClaimOutcome):
         report.longrepr = f"{exc.status}: {exc}"
-        if isinstance(exc, ClaimInconclusive) and not item.config.stash[RUNTIME].options.strict:
+        if isinstance(exc, ClaimInconclusive) and not item.config.stash[OPTIONS].strict:
             report.outcome = "passed"
             report.longrepr = None
     elif isinstance(exc, PolyauditError) and item.get_closest_marker("claim") is not None:
         from polyaudit.plugin.auditor import error_row
 
-        row = error_row(item, item.config.stash[RUNTIME], str(exc))
+        row = error_row(item, runtime_of(item.config), str(exc))
         if row is not None and row_of(report) is None:
             report.user_properties.append((ROW_KEY, json.dumps(row, sort_keys=True)))
         report.longrepr = f"ERROR: {exc}"
@@ -347,7 +348,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     terminalreporter.write_sep("=", "polyaudit", bold=True)
     terminalreporter.write(terminal_text(config, recorder))
-    summary = config.stash[RUNTIME].cache_summary()
+    runtime = config.stash.get(RUNTIME, None)
+    summary = runtime.cache_summary() if runtime is not None else None
     if summary:
         terminalreporter.write_line(f"polyaudit cache: {summary}")
     for note in recorder.notes:

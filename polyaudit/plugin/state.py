@@ -10,7 +10,8 @@ import pytest
 
 ROW_KEY = "polyaudit_row"  # report rows travel in report.user_properties under this key
 
-RUNTIME = pytest.StashKey[Any]()  # polyaudit.run.runtime.Runtime
+OPTIONS = pytest.StashKey[Any]()  # polyaudit.run.options.RunOptions, from the command line
+RUNTIME = pytest.StashKey[Any]()  # polyaudit.run.runtime.Runtime, built once a claim is collected
 FAMILY_ERROR = pytest.StashKey[str]()
 RECORDER = pytest.StashKey[Any]()  # polyaudit.plugin.recorder.Recorder
 CACHE_CAP = pytest.StashKey[Any]()  # polyaudit.store.limit.CacheCap or None
@@ -31,6 +32,19 @@ class ClaimInconclusive(ClaimOutcome):
 
 class ClaimError(ClaimOutcome):
     status = "ERROR"
+
+
+def runtime_of(config: pytest.Config) -> Any:
+    """The run's Runtime, built on first use (a run that collects no claim never builds one, and
+    never imports torch, transformers or scipy)."""
+    runtime = config.stash.get(RUNTIME, None)
+    if runtime is None:
+        from polyaudit.run.runtime import Runtime  # heavy: only once a claim needs it
+        from polyaudit.threads import share_cores
+
+        runtime = config.stash[RUNTIME] = Runtime(config.stash[OPTIONS])
+        share_cores()  # a pytest-xdist worker takes its share of the cores
+    return runtime
 
 
 def row_of(report: Any) -> dict[str, Any] | None:

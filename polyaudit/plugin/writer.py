@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from polyaudit.plugin.state import GATE, RUNTIME
+from polyaudit.plugin.state import GATE, OPTIONS
 from polyaudit.report.document import build_document, dumps, git_commit, versions
 from polyaudit.report.load import sign
 from polyaudit.report.markdown import render_markdown
@@ -19,7 +19,7 @@ from polyaudit.serial import atomic_write_text
 
 
 def run_info(config: Any, recorder: Any) -> dict[str, Any]:
-    opts = config.stash[RUNTIME].options
+    opts = config.stash[OPTIONS]
     return {
         "created": recorder.created,
         "models": list(opts.models),
@@ -70,7 +70,7 @@ def _folder_name(model_id: str) -> str:
 
 
 def write_reports(config: Any, recorder: Any) -> None:
-    opts = config.stash[RUNTIME].options
+    opts = config.stash[OPTIONS]
     info = run_info(config, recorder)
     targets: list[tuple[str, str | Callable[[], str]]] = []  # HTML is rendered last, when written
     whole = build_document(recorder.rows, info)

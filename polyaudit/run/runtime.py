@@ -1,5 +1,6 @@
-"""Run-time state of one audit: options, the models under audit (subjects), their probes and
-captures, and a memo for measurements shared by several tests. Lives in `config.stash`."""
+"""Run-time state of one audit: the models under audit (subjects), their probes and captures, and a
+memo for measurements shared by several tests. The pytest plugin builds it (lazily, once a claim is
+collected) and keeps it in `config.stash`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from polyaudit.claimspec import ClaimSpec
 from polyaudit.errors import PolyauditError
-from polyaudit.profiles import Profile
+from polyaudit.run.options import RunOptions
 from polyaudit.serial import stable_int
 from polyaudit.store.root import cache_root
 from polyaudit.verdict import Evidence
@@ -22,39 +23,6 @@ if TYPE_CHECKING:
     from polyaudit.probes.base import ProbeSet
 
 T = TypeVar("T")
-DEFAULT_MODEL = "zoo:mlp-digits"
-# `pytest claims/` audits both an MLP and a CNN. The CNN is read at every position of its 8x8 maps
-# (pos=all): at the centre alone its first layer sees 3 x 3 pixels and the most-active-neuron
-# baseline of C1 degenerates (one channel wins for 60% of the images), an ERROR row, not a verdict.
-DEFAULT_MODELS = (DEFAULT_MODEL, "zoo:cnn-digits?pos=all")
-DEVICES = ("cpu", "cuda", "auto")
-DTYPES = ("float32", "float16", "bfloat16", "auto")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    models: tuple[str, ...] = DEFAULT_MODELS
-    probe: str | None = None
-    device: str = "cpu"
-    dtype: str | None = None
-    seed: int = 0
-    profile: Profile = field(default_factory=lambda: _default_profile())
-    json_path: str | None = None
-    report_dir: str | None = "reports"
-    strict: bool = False
-    revision: str | None = None
-    trust_remote_code: bool = False
-    cache_dir: str | None = None
-    use_cache: bool = True
-    progress: bool = False
-    families: tuple[str, ...] = ()  # --family values (C5 dropout families)
-    correction: str = "holm"  # --correction: multiple-comparison adjustment across a claim's rows (holm, bh)
-
-
-def _default_profile() -> Profile:
-    from polyaudit.profiles import PROFILES
-
-    return PROFILES["default"]
 
 
 @dataclass

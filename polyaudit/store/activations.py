@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from polyaudit.errors import PolyauditCacheWarning
 from polyaudit.serial import atomic_write_bytes
 from polyaudit.store.limit import touch
 from polyaudit.store.root import cache_root
@@ -48,10 +49,6 @@ MAGIC = b"PAUDACT1"
 FORMAT_VERSION = 2  # 2: optional bit-packed spline codes
 SUFFIX = ".pact"
 _TARGET_MAX = 2.0**15
-
-
-class PolyauditCacheWarning(RuntimeWarning):
-    """A cache entry could not be used (corrupt, foreign) or written; the run goes on without it."""
 
 
 @dataclass(frozen=True)

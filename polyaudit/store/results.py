@@ -17,15 +17,12 @@ from typing import Any
 
 from filelock import FileLock
 
+from polyaudit.errors import PolyauditCacheWarning
 from polyaudit.serial import atomic_write_text
 from polyaudit.store.limit import touch
 from polyaudit.verdict import Evidence, evidence_from_dict, evidence_to_dict
 
 FORMAT = 1
-
-
-class CacheWarning(UserWarning):
-    """A cache entry was unreadable or failed its checksum and was recomputed."""
 
 
 _DIGESTS: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
@@ -58,19 +55,26 @@ def _polyaudit_imports(path: Path) -> set[str]:
     return {n for n in names if n == "polyaudit" or n.startswith("polyaudit.")}
 
 
+def code_closure(modules: tuple[str, ...], files: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Source files of `modules` and `files` and of every polyaudit module they import, transitively
+    (module or function level), by module name (files by their path)."""
+    seen: dict[str, Path] = {}
+    todo = [(m, _module_file(m)) for m in modules] + [(f, Path(f)) for f in files]
+    while todo:
+        name, path = todo.pop()
+        if path is None or name in seen or not path.is_file():
+            continue
+        seen[name] = path
+        todo.extend((m, _module_file(m)) for m in _polyaudit_imports(path))
+    return seen
+
+
 def code_digest(modules: tuple[str, ...], files: tuple[str, ...] = ()) -> str:
-    """sha256 of the source of `modules` and `files` and of every polyaudit module they import,
-    transitively: the code that computes a claim's numbers (memoised per process)."""
+    """sha256 of the source of `code_closure(modules, files)`: the code that computes a claim's
+    numbers, so an edited analysis never serves stale cached numbers (memoised per process)."""
     key = (tuple(modules), tuple(files))
     if key not in _DIGESTS:
-        seen: dict[str, Path] = {}
-        todo = [(m, _module_file(m)) for m in modules] + [(f, Path(f)) for f in files]
-        while todo:
-            name, path = todo.pop()
-            if path is None or name in seen or not path.is_file():
-                continue
-            seen[name] = path
-            todo.extend((m, _module_file(m)) for m in _polyaudit_imports(path))
+        seen = code_closure(modules, files)
         h = hashlib.sha256()
         for name in sorted(seen):
             h.update(f"{name}\n".encode())
@@ -132,7 +136,7 @@ def _load(path: Path) -> dict[str, Evidence] | None:
             return evidence
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.warn(f"polyaudit: results cache entry {path.name} is corrupt ({e}); recomputing",
-                          CacheWarning, stacklevel=3)
+                          PolyauditCacheWarning, stacklevel=3)
             path.unlink(missing_ok=True)
     return None
 

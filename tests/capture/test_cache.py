@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from polyaudit.capture import Capture
+from polyaudit.errors import PolyauditCacheWarning
 from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind
 from polyaudit.probes.base import ProbeSet
 from polyaudit.store.activations import (
     MAGIC,
     ActivationCache,
-    PolyauditCacheWarning,
     decode,
     default_root,
     encode,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from polyaudit.cli import EXIT_OK, EXIT_REFUSED, main
-from polyaudit.errors import PolyauditError
-from polyaudit.store.activations import ActivationCache, PolyauditCacheWarning, entry_key
+from polyaudit.errors import PolyauditCacheWarning, PolyauditError
+from polyaudit.store.activations import ActivationCache, entry_key
 from polyaudit.store.limit import ENV_MAX_GB, GB, cap_from_config, entries, parse_max_gb, prune
 
 KB = 1000

@@ -96,24 +96,6 @@ def test_single_checkpoint_statistic_on_planted_layers(order: int, expected: Sta
     assert decide(ev).status is expected, decide(ev).reason
 
 
-def test_vectorised_rank_correlations_match_stats_spearman() -> None:
-    from polyaudit.stats import spearman
-
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 5, (40, 15)).astype(float)  # ties, as rates have
-    y = rng.standard_normal((40, 15))
-    y[3] = 2.0  # a constant row: undefined
-    got = c5.spearman_rows(x, y)
-    want = [spearman(a, b) if np.ptp(a) and np.ptp(b) else np.nan for a, b in zip(x, y, strict=True)]
-    assert np.allclose(got, want, equal_nan=True)
-    rates, values = np.repeat(RATES, 3), rng.standard_normal(15)
-    null = c5.permutation_null(rates, values, 500, rng)
-    assert null.shape == (500,) and abs(null.mean()) < 0.05 and null.max() <= 1 + 1e-12
-    shuffled = np.random.default_rng(5).permuted(np.tile(rates, (1, 1)), axis=1)[0]
-    assert c5.permutation_null(rates, values, 1, np.random.default_rng(5))[0] == pytest.approx(
-        spearman(shuffled, values))  # one null sample = Spearman under one permutation of the rates
-
-
 def test_retained_is_chance_normalised() -> None:
     clean = np.array([0.9, 0.1, 0.5])  # the second model is at chance
     perf = np.array([[0.5, 0.1], [0.1, 0.1], [0.5, 0.3]])

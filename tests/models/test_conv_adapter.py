@@ -11,7 +11,8 @@ from torch import nn
 
 from polyaudit.capture import Capture
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import LoadedModel
+from polyaudit.models.base import Capabilities, LoadedModel
+from polyaudit.models.check import check_adapter
 from polyaudit.models.conv import ConvAdapter, parse_pos
 from polyaudit.models.factory import make_adapter
 from polyaudit.probes.base import ProbeSet
@@ -112,17 +113,24 @@ def test_position_selected_codes_equal_a_manual_slice(name: str, pos: str) -> No
     np.testing.assert_array_equal(probe.groups, np.repeat(np.arange(40), n_rows))  # resample whole images
 
 
+@pytest.mark.parametrize("name", ["sequential", "resnet"])
+@pytest.mark.parametrize("pos", ["center", "all", "1,2"])
+def test_conforms(name: str, pos: str) -> None:
+    """The public conformance suite: sites, hooks on whole maps (each call of a shared module its
+    own site), position selection, feature maps, replacement, declared capabilities."""
+    model, x = _models()[name]
+    adapter = ConvAdapter(model, x, pos=pos)
+    assert adapter.capabilities == Capabilities(feature_maps=True, spatial_positions=True, exact_walk=True)
+    assert adapter.position_selector == pos
+    assert check_adapter(adapter, x[:4]) == []
+
+
 def test_hooks_see_whole_feature_maps_and_bind_each_call() -> None:
     model, x = _models()["resnet"]
     adapter = ConvAdapter(model, x)
     assert adapter.paths == ["stem.2", "layer1.relu", "layer1.relu#1"]
-    maps = _feature_maps(model, x)
-    seen: dict[int, torch.Tensor] = {}
-    with adapter.hooks(reads={adapter.site("mlp_pre", k): (lambda s, t: seen.__setitem__(s.layer, t.clone()))
-                              for k in range(3)}):
-        adapter.logits(x)
-    for k in range(3):
-        torch.testing.assert_close(seen[k], maps[k])
+    assert [(s.path, s.call) for s in adapter.sites("resid")] == [("stem.2", 0), ("layer1.relu", 0),
+                                                                  ("layer1.relu", 1)]
     # a write at the second call of the shared relu changes only what comes after it
     site = adapter.site("resid", 2)
     out = adapter.run_with_replacement(x, None, site, lambda s, t: torch.zeros_like(t))
@@ -165,6 +173,7 @@ def test_zoo_cnn_reads_positions_without_retraining(tmp_path) -> None:
     assert zoo.TRAIN_CALLS["cnn-digits"] == trained and every.sha256 == center.sha256  # same weights
     assert isinstance(every.adapter, ConvAdapter) and every.adapter.positions_per_input == 16
     assert (center.adapter.n_layers, center.adapter.activation, center.adapter.piecewise_linear) == (4, "relu", True)
+    assert check_adapter(every.adapter, torch.rand(3, 64)) == []
     with pytest.raises(PolyauditError, match=r"pos=.* must be center, all or I,J"):
         load_model("zoo:cnn-digits?pos=left", cache_dir=str(tmp_path))
 
@@ -178,5 +187,6 @@ def test_a_torchvision_resnet_when_installed() -> None:
     assert isinstance(adapter, ConvAdapter)
     assert adapter.n_layers == 17 and adapter.piecewise_linear  # stem + 2 calls of each block's relu
     assert adapter.paths[:3] == ["relu", "layer1.0.relu", "layer1.0.relu#1"]
+    assert check_adapter(adapter, torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))) == []
     with pytest.raises(PolyauditError, match="MaxPool2d"):  # the stem's max pooling: approximate
         ModuleWalker(net)

@@ -17,7 +17,8 @@ from torch import nn
 
 from fixtures.tiny_models import FAMILIES, build_tiny
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import LoadedModel, Site, _first
+from polyaudit.models.base import Capabilities, LoadedModel, Site
+from polyaudit.models.check import check_adapter
 from polyaudit.models.hf import make_hf_adapter
 from polyaudit.models.loader import load_model
 from polyaudit.models.sequential import SequentialAdapter
@@ -53,78 +54,37 @@ def _read_all(
     return got
 
 
+CAPABILITIES = {
+    "gpt2": Capabilities(causal=True, prefix_cache=True),
+    "gpt_neox": Capabilities(causal=True, prefix_cache=True),
+    "llama": Capabilities(causal=True, gated_mlp=True, prefix_cache=True),
+    "opt": Capabilities(causal=True, prefix_cache=True),
+    "bert": Capabilities(encoder=True),
+}
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-def test_sites_per_kind(loaded: dict[str, LoadedModel], family: str) -> None:
+def test_family_conforms(loaded: dict[str, LoadedModel], family: str) -> None:
+    """The public conformance suite on every family's tiny checkpoint, with a padded batch."""
+    lm = loaded[family]
+    ids, mask = _batch(lm)
+    assert check_adapter(lm.adapter, ids, mask) == []
+    assert check_adapter(lm.adapter, strict=False) == []  # the default batch: random token ids
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_facts(loaded: dict[str, LoadedModel], family: str) -> None:
+    """What each family declares and loads with: capabilities, sizes, provenance, an MLP 4x wide."""
     lm = loaded[family]
     adapter = lm.adapter
     assert adapter.family == family and adapter.n_layers == N_LAYERS
+    assert adapter.capabilities == CAPABILITIES[family]
+    assert adapter.vocab_size == len(lm.tokenizer) and adapter.output_head() is not None
     assert lm.default_probe == "text:stdlib" and lm.max_positions == 128 and len(lm.sha256) == 64
-    for kind in adapter.site_kinds:
-        sites = adapter.sites(kind)
-        assert [s.layer for s in sites] == list(range(N_LAYERS))
-        assert len({s.module for s in sites}) == N_LAYERS
-        for s in sites:
-            adapter.module(s)  # the named module exists
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_site_equals_manual_hook(loaded: dict[str, LoadedModel], family: str) -> None:
-    lm = loaded[family]
     ids, mask = _batch(lm)
-    sites = [s for kind in lm.adapter.site_kinds for s in lm.adapter.sites(kind)]
-    got = _read_all(lm, sites, ids, mask)
-    manual: dict[Site, torch.Tensor] = {}
-    handles = [
-        lm.model.get_submodule(s.module).register_forward_hook(
-            lambda _m, _a, out, s=s: manual.__setitem__(s, _first(out).clone())
-        )
-        for s in sites
-    ]
-    try:
-        with torch.no_grad():
-            lm.model(input_ids=ids, attention_mask=mask)
-    finally:
-        for h in handles:
-            h.remove()
-    for s in sites:
-        assert got[s].shape[:2] == ids.shape, s  # [batch, seq, d] at every site, OPT included
-        assert torch.equal(got[s], manual[s].reshape(got[s].shape)), s.name
-    width = got[lm.adapter.site("mlp_pre", 0)].shape[-1]
-    assert width == 4 * got[lm.adapter.site("resid", 0)].shape[-1]
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_run_until_stops_early(loaded: dict[str, LoadedModel], family: str) -> None:
-    lm = loaded[family]
-    ids, mask = _batch(lm)
-    head = lm.model.get_output_embeddings()
-    last_block = lm.model.get_submodule(lm.adapter.site("resid", N_LAYERS - 1).module)
-    calls = {"head": 0, "last": 0}
-    h1 = head.register_forward_hook(lambda *_: calls.__setitem__("head", calls["head"] + 1))
-    h2 = last_block.register_forward_hook(lambda *_: calls.__setitem__("last", calls["last"] + 1))
-    try:
-        got = _read_all(lm, [lm.adapter.site(k, 0) for k in lm.adapter.site_kinds], ids, mask)
-        assert len(got) == len(lm.adapter.site_kinds)
-        assert calls == {"head": 0, "last": 0}
-        lm.adapter.logits(ids, mask)
-        assert calls == {"head": 1, "last": 1}  # the counting hooks do fire on a full forward
-    finally:
-        h1.remove()
-        h2.remove()
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_replacement(loaded: dict[str, LoadedModel], family: str) -> None:
-    lm = loaded[family]
-    ids, mask = _batch(lm)
-    logits = lm.adapter.logits(ids, mask)
-    assert logits.shape[:2] == ids.shape and logits.shape[-1] == len(lm.tokenizer)
-    for kind in lm.adapter.site_kinds:
-        site = lm.adapter.site(kind, 1)
-        same = lm.adapter.run_with_replacement(ids, mask, site, lambda _s, h: h)
-        assert torch.equal(same, logits), kind
-        zeroed = lm.adapter.run_with_replacement(ids, mask, site, lambda _s, h: torch.zeros_like(h))
-        assert not torch.allclose(zeroed, logits), kind
+    got = _read_all(lm, [adapter.site("mlp_pre", 0), adapter.site("resid", 0)], ids, mask)
+    assert got[adapter.site("mlp_pre", 0)].shape[-1] == 4 * got[adapter.site("resid", 0)].shape[-1]
+    assert adapter.logits(ids, mask).shape == (*ids.shape, len(lm.tokenizer))
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -137,6 +97,7 @@ def test_half_precision_checkpoints(tmp_path: Path, family: str, dtype: str) -> 
     for s, t in _read_all(lm, sites, ids, mask).items():
         assert t.dtype == getattr(torch, dtype) and torch.isfinite(t).all(), s.name
     assert torch.isfinite(lm.adapter.logits(ids, mask)).all()
+    assert check_adapter(lm.adapter, ids, mask) == []
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -182,6 +143,8 @@ def test_base_model_checkpoint(tiny_models: dict[str, Path], tmp_path: Path) -> 
     assert lm.adapter.site("mlp_pre", 0).module == "layers.0.mlp.dense_h_to_4h"
     ids, mask = _batch(lm)
     assert lm.adapter.logits(ids, mask).shape == (*ids.shape, 64)
+    assert lm.adapter.output_head() is None and not lm.adapter.capabilities.output_head
+    assert check_adapter(lm.adapter, ids, mask) == []
 
 
 def test_layout_by_model_type_and_by_structure() -> None:
@@ -236,7 +199,10 @@ def test_sequential_adapter() -> None:
     assert SequentialAdapter(_net(nn.LeakyReLU)).piecewise_linear
     with pytest.raises(PolyauditError, match="mlp_out"):
         adapter.sites("mlp_out")
+    assert adapter.capabilities == Capabilities(exact_walk=False)
+    assert SequentialAdapter(_net(nn.ReLU)).capabilities == Capabilities(exact_walk=True)
     x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    assert check_adapter(adapter, x) == []
     sites = adapter.sites("mlp_pre") + adapter.sites("resid")
     got: dict[Site, torch.Tensor] = {}
     adapter.run_until(x, None, {s: (lambda s, t: got.__setitem__(s, t.clone())) for s in sites})
@@ -248,21 +214,9 @@ def test_sequential_adapter() -> None:
     torch.testing.assert_close(got[adapter.site("resid", 0)], torch.relu(pre0), rtol=0, atol=0)
     torch.testing.assert_close(got[adapter.site("mlp_pre", 1)], pre1, rtol=0, atol=0)
     torch.testing.assert_close(got[adapter.site("resid", 1)], torch.tanh(pre1), rtol=0, atol=0)
-
-    fired: list[int] = []
-    h = net[4].register_forward_hook(lambda *_: fired.append(1))
-    try:
-        adapter.run_until(x, None, {adapter.site("resid", 0): lambda s, t: None})
-        assert not fired
-    finally:
-        h.remove()
-    logits = adapter.logits(x)
-    assert torch.equal(logits, net(x))
-    for s in sites:
-        assert torch.equal(adapter.run_with_replacement(x, None, s, lambda _s, t: t), logits)
-        assert not torch.allclose(
-            adapter.run_with_replacement(x, None, s, lambda _s, t: t * 0), logits
-        )
+    assert torch.equal(adapter.logits(x), net(x))
+    rest = adapter.modules_after(adapter.site("resid", 0))
+    assert [type(m).__name__ for m in rest] == ["Dropout", "Linear", "Tanh", "Linear"]  # flat
 
 
 def test_sequential_rejects_shared_activation() -> None:
@@ -290,6 +244,62 @@ def make_inputs_only():
 def make_gpt2():
     import transformers as tf
     return tf.GPT2LMHeadModel(tf.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64))
+
+
+# a residual MLP no built-in adapter knows (blocks in a ModuleList), with the factory's own adapter
+from polyaudit.models.base import Adapter, Capabilities, Site
+
+
+class Residual(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc, self.act, self.out = nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        return x + self.out(self.act(self.fc(x)))
+
+
+class ResMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(Residual(4) for _ in range(3))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+class ResMLPAdapter(Adapter):
+    family, input_kind, activation, piecewise_linear, n_layers = "resmlp", "vectors", "relu", True, 3
+    capabilities = Capabilities(output_head=True)
+
+    def _site(self, kind, layer):
+        rel = {"mlp_pre": ".fc", "mlp_out": ".out", "resid": ""}[kind]
+        return Site(layer, kind, f"blocks.{layer}{rel}")
+
+    def _call(self, inputs, attention_mask):
+        return self.model(inputs)
+
+    def _logits(self, output):
+        return output
+
+
+def make_own_adapter():
+    torch.manual_seed(0)
+    x = torch.randn(60, 4)
+    return ResMLPAdapter(ResMLP()), (x, (x[:, 0] > 0).long())
+
+
+def make_own_adapter_only():
+    return ResMLPAdapter(ResMLP())
+
+
+def make_adapter_without_module():
+    adapter = ResMLPAdapter(ResMLP())
+    adapter.model = "weights.bin"
+    return adapter
 """
 
 
@@ -325,6 +335,44 @@ def test_factory_hf_model(factory_module: str) -> None:
     lm = load_model(f"{factory_module}:make_gpt2")
     assert lm.adapter.family == "gpt2" and lm.adapter.n_layers == 2 and lm.max_positions == 1024
     assert lm.default_probe == "text:stdlib"
+
+
+def test_factory_returning_its_own_adapter(factory_module: str) -> None:
+    """`(adapter, probe)` from a factory: loaded as it is, probe, capture and perturbations run
+    through it end to end, and it passes the conformance suite."""
+    from polyaudit.capture import Capture
+    from polyaudit.interventions.downstream import AdapterDownstream, Contexts
+    from polyaudit.interventions.evaluators import make_downstream
+
+    lm = load_model(f"{factory_module}:make_own_adapter")
+    adapter = lm.adapter
+    assert type(adapter).__name__ == "ResMLPAdapter" and adapter.model is lm.model
+    assert not lm.model.training and not any(p.requires_grad for p in lm.model.parameters())
+    probe: Any = build_probe(None, lm, PROFILES["quick"], 0)
+    assert probe.name == f"factory:{factory_module}:make_own_adapter" and probe.n_samples == 60
+    assert check_adapter(adapter, probe.inputs[:8]) == []
+    cap = Capture(lm, probe, cache=None, batch_size=16)
+    cap.request(["mlp_pre", "mlp_out", "resid"])
+    data = cap.get(adapter.site("mlp_pre", 2))
+    with torch.no_grad():
+        h = probe.inputs
+        for block in lm.model.blocks[:2]:  # type: ignore[union-attr]
+            h = block(h)
+        want = lm.model.blocks[2].fc(h)  # type: ignore[union-attr,index,operator]
+    np.testing.assert_allclose(data.samples, want.numpy(), rtol=2e-3, atol=1e-3)  # float16 storage
+    site = adapter.site("resid", 0)
+    down = make_downstream(lm, site, Contexts(inputs=probe.inputs))
+    assert isinstance(down, AdapterDownstream)  # no exact walk declared: sampled crossings
+    codes, logp = down.outputs(np.array(cap.get(site).samples[:5], dtype=np.float64), np.arange(5))
+    assert codes.shape == (5, 16) and logp.shape == (5, 2)  # mlp_pre of blocks 1 and 2: 8 units each
+    assert load_model(f"{factory_module}:make_own_adapter_only").probe is None
+
+
+def test_factory_adapter_errors(factory_module: str) -> None:
+    with pytest.raises(PolyauditError, match=r"drop \?pos=all"):
+        load_model(f"{factory_module}:make_own_adapter?pos=all")
+    with pytest.raises(PolyauditError, match="must be the torch"):
+        load_model(f"{factory_module}:make_adapter_without_module")
 
 
 def test_hub_id_from_the_local_cache(tiny_models: dict[str, Path], tmp_path: Path) -> None:

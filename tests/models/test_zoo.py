@@ -14,6 +14,7 @@ import torch
 from polyaudit.errors import PolyauditError
 from polyaudit.models import zoo
 from polyaudit.models.base import LoadedModel
+from polyaudit.models.check import check_adapter
 from polyaudit.models.loader import load_model
 from polyaudit.models.sequential import SequentialAdapter
 
@@ -38,6 +39,7 @@ def test_default_model_is_deterministic_accurate_and_cached(
     assert isinstance(adapter, SequentialAdapter)
     assert (adapter.n_layers, adapter.activation, adapter.piecewise_linear) == (4, "relu", True)
     assert adapter.logits(torch.zeros(2, 64)).shape == (2, 10)
+    assert check_adapter(adapter, torch.rand(4, 64, generator=torch.Generator().manual_seed(0))) == []
 
     # the defaults spelled out, cached under an explicit cache root (--cache-dir)
     second = load_model("zoo:mlp-digits?seed=0&dropout=0", cache_dir=str(tmp_path / "b"))

@@ -57,10 +57,10 @@ def test_enabled_bar_suspends_capture_and_advances() -> None:
 def test_quiet_runs_have_no_progress(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
-        from polyaudit.plugin.state import RUNTIME
+        from polyaudit.plugin.state import OPTIONS
 
         def test_progress_flag(request):
-            assert request.config.stash[RUNTIME].options.progress is False
+            assert request.config.stash[OPTIONS].progress is False
         """
     )
     assert pytester.runpytest("-q", "-p", "no:cacheprovider").ret == pytest.ExitCode.OK
