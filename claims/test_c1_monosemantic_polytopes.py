@@ -5,11 +5,14 @@ Black, Sharkey et al. 2022, "Interpreting Neural Networks through the Polytope L
 better than regions named by directions. At the MLP pre-activation of the first, middle and last
 layer the same labelled samples are cut into K clusters by spline code (Hamming geometry), by
 direction, by most active neuron and by random hyperplanes (control). Effect per baseline:
-H(label | baseline clusters) - H(label | polytope clusters) in bits, averaged over 4 restarts of
-every clustering, bootstrap CI over samples and restarts, label-permutation p, adjusted across
-layers x baselines. Degenerate clusterings are ERROR. For language
-models, token identity is scored too (details): on the labelled samples, and on the text probe
-sampled as in the paper (evenly spaced tokens per sequence after a skip).
+H(label | baseline clusters) - H(label | polytope clusters) in bits (jackknifed over the units of
+replication), averaged over 4 restarts of every clustering; CI and p from the same paired
+replicates over units (words of labelled:categories, images of a CNN's positions, else samples)
+and restarts, adjusted across layers x baselines; PASS needs at least 0.1 bits, polytope clusters
+that carry label information, a verdict that holds at a second K and no degenerate partition
+(reported in the notes). For language models, token identity is scored too (details): on the
+labelled samples, and on the text probe sampled as in the paper (evenly spaced tokens per
+sequence after a skip).
 """
 
 import dataclasses
@@ -25,6 +28,15 @@ from polyaudit.interventions.lens import (
     labelled_probe,
 )
 from polyaudit.verdict import Evidence
+
+
+def unit_of(probe):
+    """What the probe's groups (the units of replication) are, for the notes."""
+    if probe.name == "labelled:categories":
+        return "word"
+    if probe.kind == "tokens":
+        return "sequence"
+    return "image" if probe.positions is not None else "sample"
 
 
 def token_ids(probe):
@@ -58,7 +70,7 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
         probe = subject.probe(spec)
         tokens = probe.kind == "tokens"
         found = c1.monosemanticity(
-            data.samples, data.labels, codes=data.codes, groups=data.groups, site=name,
+            data.samples, data.labels, codes=data.codes, groups=data.groups, unit=unit_of(probe), site=name,
             rng=audit.rng(c1.CLAIM, name), n_boot=audit.profile.n_boot, layer=layer,
             n_perm=audit.profile.n_perm, notes=f"{codes_note(adapter)}; probe {probe.name}",
             extra_labels={"token": token_ids(probe)} if tokens else None)

@@ -4,11 +4,13 @@ Black, Sharkey et al. 2022, "Interpreting Neural Networks through the Polytope L
 2211.12312), prediction 2 (sec. 5): along a path between two inputs, the network's output changes
 where the path crosses many polytope boundaries. The activation at a site (the input of an MLP, the
 residual stream of a transformer) is interpolated between pairs of samples with different labels
-(linear and spherical); per step, downstream boundaries crossed (exact for ReLU nets) vs the
-Jensen-Shannon divergence of successive outputs. Effect: mean per-path Spearman, bootstrap CI over
-paths; control row: different-label paths cross more boundaries than same-label paths (Cliff's
-delta). Convolutional networks are interpolated between images in pixels and again in a middle
-layer (`hidden/...` rows; SKIPPED on other models). Adjusted across the rows.
+(linear and spherical); per step, downstream boundaries crossed per unit length (exact for ReLU
+nets) vs the Jensen-Shannon divergence of successive outputs, against the same divergence with the
+codes frozen (the network with the path's boundaries removed). Effect (version 2): mean per-path
+Spearman(crossings, JS) minus Spearman(crossings, frozen-code JS), bootstrap CI over paths; contrast
+row: different-label paths carry more boundary-induced change per unit length than same-label paths
+(Cliff's delta). Convolutional networks are interpolated between images in pixels and again in a
+middle layer (`hidden/...` rows; SKIPPED on other models). Adjusted across the rows.
 """
 
 import numpy as np

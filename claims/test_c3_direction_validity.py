@@ -5,10 +5,10 @@ Black, Sharkey et al. 2022, "Interpreting Neural Networks through the Polytope L
 output changes further down, and the change goes with the polytope boundaries crossed downstream.
 At one site (the residual stream after the first block; the first hidden layer of an MLP) h is
 replaced by c h over a log-spaced grid of scales, and moved along a class-mean direction h + t v.
-Effect (version 2): per grid step, boundaries crossed vs JS divergence; mean Spearman of each input's
-own pair minus the mean against other inputs' crossings (which share the grid's geometry but not the
-input's boundaries), permutation p over the pairing, bootstrap CI over inputs; validity radii in
-details. Adjusted across the two rows.
+Effect (version 3): per grid step, boundaries crossed vs JS divergence, against the same divergence
+with the codes frozen at the reference point (the network with the grid's boundaries removed): mean
+per-input Spearman(crossings, JS) minus Spearman(crossings, frozen-code JS), bootstrap CI and p over
+inputs; the own alignment must be positive; validity radii in details. Adjusted across the two rows.
 """
 
 import numpy as np

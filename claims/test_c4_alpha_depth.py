@@ -3,8 +3,12 @@
 Marshall & Kirchner 2024, "Understanding polysemanticity in neural networks through coding theory"
 (arXiv 2401.17975): the eigenvalues of a layer's activation covariance decay as lambda_n ~ n^alpha
 (alpha negative; the paper marks alpha = -1), and alpha changes systematically with depth.
-Measured at the residual stream and at the MLP pre-activation of every layer; the effect is
-Spearman(alpha, layer index) with a paired bootstrap CI, adjusted across the two sites.
+Measured at the residual stream and at the MLP pre-activation of every layer; the effect is the
+slope of alpha on relative depth (alpha per unit depth, first layer to last), with the layers as the
+replicates: a random-effects meta-regression (within-layer covariance from a paired bootstrap over
+units, layer-to-layer scatter by REML), Knapp-Hartung t, adjusted across the two sites. A spectrum
+that is not a power law (R^2 < 0.9) makes the row the trend of the log-spectrum slope, which cannot
+PASS.
 """
 
 import pytest

@@ -6,3 +6,4 @@ from __future__ import annotations
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 DTYPE_NAMES: tuple[str, ...] = ("float32", "float16", "bfloat16", "auto")  # "auto": the checkpoint's own
 CORRECTIONS: tuple[str, ...] = ("holm", "bh")  # --correction (holm is the default)
+CONTROLS: tuple[str, ...] = ("init", "shuffle", "none")  # --control (init is the default)

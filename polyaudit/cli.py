@@ -44,12 +44,20 @@ def _build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", default="pyproject.toml", metavar="PYPROJECT",
                         help="read [tool.polyaudit.tolerance] from this file (default ./pyproject.toml)")
 
+    a = sub.add_parser("run", help="audit a model with the claims this polyaudit ships (pytest --pyargs "
+                       "polyaudit.claims; every pytest and polyaudit option passes through)",
+                       prefix_chars="\x00")  # nothing is parsed here: all of it goes to pytest
+    a.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="OPTIONS")
+
     r = sub.add_parser("report", help="render a JSON report as HTML / Markdown / a terminal table")
     r.add_argument("run", metavar="RUN.json")
     r.add_argument("--html", metavar="PATH", help="write the self-contained HTML report")
     r.add_argument("--md", metavar="PATH", help="write the Markdown report")
     r.add_argument("--json", metavar="PATH", help="write the JSON report (with the baseline comparison)")
     r.add_argument("--baseline", metavar="BASE.json", help="add a vs-baseline comparison")
+    r.add_argument("--model-card", action="store_true",
+                   help="write a model-card section (Markdown with model-index YAML front matter)")
+    r.add_argument("--out", metavar="PATH", help="with --model-card: write it here (default: stdout)")
     tolerance_args(r)
 
     c = sub.add_parser("compare", help="compare a run with a baseline (exit 1 on a regression)")
@@ -178,7 +186,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     diffs: list[Any] = []
     if args.baseline:
         doc, diffs = _with_baseline(doc, args.baseline, args)
-    if not (args.html or args.md or args.json):
+    if args.model_card:
+        from polyaudit.report.modelcard import render_model_card
+
+        card = render_model_card(doc)
+        if args.out:
+            _write(args.out, card)
+        else:
+            sys.stdout.write(card)
+    elif not (args.html or args.md or args.json):
         from polyaudit.report.terminal import render_table
 
         sys.stdout.write(render_table(doc, width=140))
@@ -282,10 +298,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """`pytest --pyargs polyaudit.claims ARGS`: the installed claims, the audit's own exit status."""
+    import pytest
+
+    return int(pytest.main(["--pyargs", "polyaudit.claims", *args.pytest_args]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     handler = {"report": cmd_report, "compare": cmd_compare, "list": cmd_list, "validate": cmd_validate,
-               "cache": cmd_cache}[args.command]
+               "cache": cmd_cache, "run": cmd_run}[args.command]
     try:
         return handler(args)
     except PolyauditError as e:

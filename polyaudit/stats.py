@@ -13,7 +13,7 @@ closer than their resolution ties before ranking.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -84,6 +84,61 @@ def percentile_ci(replicates: Array, level: float = 0.95) -> tuple[float, float]
     a = (1.0 - level) / 2.0
     lo, hi = np.quantile(finite, [a, 1.0 - a])
     return float(lo), float(hi)
+
+
+Interval = Callable[[float], tuple[float, float]]  # confidence level -> (lo, hi)
+
+
+def percentile_interval(replicates: Array, centre: float | None = None) -> Interval:
+    """The percentile bootstrap CI at any level, from these replicates (re-centred so their mean is
+    `centre` when given: removes the bootstrap's own bias). Undefined (NaN) replicates are dropped
+    as in `percentile_ci`."""
+    r = np.asarray(replicates, dtype=np.float64).ravel()
+    if centre is not None:
+        r = r - np.nanmean(r) + centre
+
+    def at(level: float) -> tuple[float, float]:
+        return percentile_ci(r, level)
+
+    return at
+
+
+def t_interval(estimate: float, se: float, df: float) -> Interval:
+    """estimate +- t_{df, 1 - (1 - level) / 2} se at any level."""
+
+    def at(level: float) -> tuple[float, float]:
+        _check_level(level)
+        half = float(_st.t.ppf(0.5 + level / 2.0, df)) * se
+        return float(estimate - half), float(estimate + half)
+
+    return at
+
+
+def fisher_interval(r: float, n: int, n_controls: int = 0) -> Interval:
+    """CI of a rank correlation of n pairs at any level, through Fisher's z with the Spearman
+    variance correction (Fieller, Hartley & Pearson 1957: var z = 1.06 / (n - 3 - k) for k
+    controlled variables); needs n - 3 - k >= 1."""
+    dof = n - 3 - n_controls
+    if dof < 1:
+        raise PolyauditError(f"a Fisher-z interval needs at least {4 + n_controls} pairs, got {n}")
+    z = float(np.arctanh(np.clip(r, -0.999999, 0.999999)))
+    se = float(np.sqrt(1.06 / dof))
+
+    def at(level: float) -> tuple[float, float]:
+        _check_level(level)
+        half = float(_st.norm.ppf(0.5 + level / 2.0)) * se
+        return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+    return at
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) CI of a binomial proportion k / n."""
+    _check_level(level)
+    a = (1.0 - level) / 2.0
+    lo = 0.0 if k == 0 else float(_st.beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(_st.beta.ppf(1.0 - a, k + 1, n - k))
+    return lo, hi
 
 
 def bootstrap_p_value(replicates: Array, null: float = 0.0) -> float:

@@ -26,3 +26,12 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {fam: build_tiny(fam, root / fam) for fam in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_headless_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same tiny checkpoints saved without their heads (`AutoModel`: hidden states only)."""
+    from fixtures.tiny_models import FAMILIES, build_tiny
+
+    root = tmp_path_factory.mktemp("tiny-headless")
+    return {fam: build_tiny(fam, root / fam, head=False) for fam in FAMILIES}

@@ -4,15 +4,30 @@ Black, Sharkey et al. 2022 (prediction 2, sec. 5): where a path through activati
 many polytope boundaries, the network's output changes a lot; where it crosses few, little. For
 pairs of samples (different labels; same-label pairs as a control) the activation at a site is
 interpolated (linear and spherical) in `steps` steps; on each step we count the downstream
-boundaries crossed (code changes of every later layer, see `polyaudit.analyses.polylines`: exact for
-ReLU nets, dense sampling + bisection otherwise) and the semantic change, the Jensen-Shannon
-divergence (bits) between the output distributions at its two ends.
+boundaries crossed per unit of path length (code changes of every later layer, see
+`polyaudit.analyses.polylines`: exact for ReLU nets, dense sampling + bisection otherwise) and the
+semantic change, the Jensen-Shannon divergence (bits) between the output distributions at its two
+ends; and the same change with every downstream unit kept in the state it has at one end of the
+path, then the other (the frozen-code control: the network with the path's boundaries removed,
+exact, for piecewise-linear evaluators; for the others, which have no boundary-free
+counterfactual, the model linearized at each step's start: see `polyaudit.analyses.polylines`).
 
 Rows (keys of the returned dict):
-  linear, slerp   mean over different-label paths of Spearman(crossings per step, JS per step);
-                  bootstrap CI over paths; paths with a constant count or JS are left out (counted).
-  diff-vs-same    Cliff's delta of the total crossings per path, different-label vs same-label
-                  paths (linear), with a bootstrap CI.
+  linear, slerp   mean over different-label paths of Spearman(crossings per unit length, JS) -
+                  Spearman(crossings per unit length, frozen-code JS) over the steps, the latter
+                  averaged over the two ends (`polyaudit.analyses.alignment`): boundaries that
+                  cannot change the output give exactly 0 whatever the paths' geometry. Bootstrap CI
+                  and p over paths; paths with a constant count are left out (counted). A PASS also
+                  needs the plain tracking (mean per-path Spearman of crossings and real JS) positive.
+  diff-vs-same    Cliff's delta, different- vs same-label paths (linear), of the boundary-induced
+                  change per unit path length: per step the JS distance (square root of JS) between
+                  the real output at its end and the output there with the codes of its start,
+                  divided by the step's length (a
+                  crossing's gap grows with how far the step runs past it; so divided, it does not
+                  grow with the step), summed along the path and divided by the path's length.
+                  Boundaries that cannot change the output give 0 on every path; longer paths alone
+                  do not raise it. Bootstrap (each group resampled) CI and p, expanded as in
+                  `polyaudit.analyses.alignment` for the smaller group.
 All are predicted positive.
 """
 
@@ -24,33 +39,35 @@ from typing import Any
 
 import numpy as np
 
+from polyaudit.analyses.alignment import Tracking, expanded_interval, expanded_p, tracking_test
 from polyaudit.analyses.polylines import PathSummary, describe, lerp, slerp, summarize_paths
 from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.serial import encode_array
 from polyaudit.stats import (
-    bootstrap_p_value,
     bootstrap_resamples,
-    cliffs_delta_with_ci,
-    percentile_ci,
-    spearman_or_nan,
+    cliffs_delta,
 )
 from polyaudit.verdict import Evidence
 
-STAT_TRACK = "mean per-path spearman(boundaries crossed, JS divergence) per step"
-STAT_CONTRAST = "cliffs delta(crossings per path: different-label vs same-label)"
+STAT_TRACK = ("mean per-path [spearman(crossings per unit length, JS) - spearman(crossings per unit length, "
+              "frozen-code JS)] per step")
+STAT_CONTRAST = "cliffs delta(boundary-induced change per unit length: different-label vs same-label paths)"
 ROWS: tuple[str, ...] = ("linear", "slerp", "diff-vs-same")
 ROW_STAT = {"linear": "track", "slerp": "track", "diff-vs-same": "contrast"}  # the statistic of each row
 MIN_PATHS = 8
 N_BOOT_MIN = 1000  # resampling a mean is cheap; 2/1001, the smallest bootstrap p, survives Holm
+MIN_TRACK = 0.1  # Spearman rho: Cohen's "small" correlation (docs/claims.md, C2)
+MIN_DELTA = 0.147  # Cliff's delta: below it "negligible" (Romano et al. 2006)
 
 SPEC = ClaimSpec(
-    id="C2", version=1, title="polytope boundaries track semantic boundaries",
+    id="C2", version=2, title="polytope boundaries track semantic boundaries",
     source="Black, Sharkey et al. 2022, Polytope Lens, prediction 2 (sec. 5)",
-    statistics=(Statistic("track", STAT_TRACK, "positive", units="Spearman rho"),
-                Statistic("contrast", STAT_CONTRAST, "positive", units="Cliff's delta")),
+    statistics=(Statistic("track", STAT_TRACK, "positive", units="Spearman rho", min_effect=MIN_TRACK),
+                Statistic("contrast", STAT_CONTRAST, "positive", units="Cliff's delta", min_effect=MIN_DELTA)),
     checks=(Check("boundaries-track-semantics", "track", sites=("mlp_pre", "resid"), min_samples=2 * MIN_PATHS),),
     plots=(PlotSpec("paths", reads=("boundary_density", "semantic_change", "crossings_diff", "crossings_same")),),
-    modules=("polyaudit.analyses.c2", "polyaudit.interventions.lens", "polyaudit.interventions.evaluators"),
+    modules=("polyaudit.analyses.c2", "polyaudit.analyses.alignment", "polyaudit.analyses.polylines",
+             "polyaudit.interventions.lens", "polyaudit.interventions.evaluators"),
 )
 CLAIM, VERSION = SPEC.id, SPEC.version
 
@@ -97,16 +114,27 @@ def units_digest(units: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(units, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
-def per_path_spearman(counts: np.ndarray, js: np.ndarray) -> np.ndarray:
-    """Spearman(counts[i], js[i]) for each path; NaN where either is constant."""
-    return np.array([spearman_or_nan(c.astype(float), j) for c, j in zip(counts, js, strict=True)],
-                    dtype=np.float64).reshape(-1)
-
-
 def _paths(acts: np.ndarray, pairs: np.ndarray, steps: int, kind: str) -> np.ndarray:
     ts = np.linspace(0.0, 1.0, steps + 1)
     interp = lerp if kind == "linear" else slerp
     return np.stack([interp(acts[i], acts[j], ts) for i, j in pairs])
+
+
+def density(walk: PathSummary) -> np.ndarray:
+    """[P, K - 1]: crossings per unit of path length on each step (0 on a step of length 0)."""
+    length = walk.step_length
+    return np.divide(walk.counts, length, out=np.zeros(length.shape), where=length > 0)
+
+
+def boundary_rate(walk: PathSummary) -> np.ndarray:
+    """[P]: the boundary-induced change per unit path length of each path: per step the JS distance
+    between the real and the frozen-code output at its end, per unit of step length, summed and
+    divided by the path's length (see the module docstring)."""
+    step = walk.step_length
+    assert walk.js_kink is not None
+    gap = np.divide(np.sqrt(walk.js_kink), step, out=np.zeros(step.shape), where=step > 0)
+    length = step.sum(axis=1)
+    return np.divide(gap.sum(axis=1), length, out=np.zeros(length.shape), where=length > 0)
 
 
 # ---- measure ----------------------------------------------------------------------------------
@@ -123,32 +151,15 @@ class Walks:
 
 
 @dataclass(frozen=True)
-class Tracking:
-    """Per-path Spearman(crossings per step, JS per step) of the different-label paths of one
-    interpolation, and the bootstrap over the paths where it is defined."""
-
-    rho: np.ndarray  # [n_diff], NaN where the counts or JS are constant
-    counts: np.ndarray  # [n_diff, steps]
-    js: np.ndarray  # [n_diff, steps]
-    replicates: np.ndarray | None  # bootstrap means over valid paths (None: fewer than MIN_PATHS)
-    ci: tuple[float, float] | None
-
-    @property
-    def valid(self) -> np.ndarray:
-        return self.rho[np.isfinite(self.rho)]
-
-
-@dataclass(frozen=True)
 class Contrast:
-    """Crossings per path, different- vs same-label (linear), and their Cliff's delta."""
+    """Boundary-induced change per unit length, different- vs same-label paths (linear)."""
 
-    t_diff: np.ndarray
-    t_same: np.ndarray
+    rate_diff: np.ndarray
+    rate_same: np.ndarray
     delta: float
-    ci: tuple[float, float]
-    p: float
+    boot: np.ndarray  # bootstrap replicates of the delta (each group resampled)
     length: np.ndarray  # path length at the site, diff then same
-    density: np.ndarray  # crossings per unit of path length, diff then same
+    crossings: np.ndarray  # crossings per path, diff then same
 
 
 def walk_pairs(down: Any, x: np.ndarray, y: np.ndarray, ctx: np.ndarray | None, settings: PathSettings,
@@ -163,35 +174,39 @@ def walk_pairs(down: Any, x: np.ndarray, y: np.ndarray, ctx: np.ndarray | None, 
         pairs = np.concatenate([diff, same]) if kind == "linear" else diff
         pts = _paths(x, pairs, settings.steps, kind)
         walks[kind] = summarize_paths(down, pts, None if ctx is None else np.asarray(ctx)[pairs[:, 0]],
-                                      sub=settings.sub, levels=settings.levels)
+                                      sub=settings.sub, levels=settings.levels, anchors=(0, settings.steps),
+                                      kinks=kind == "linear")
     return Walks(diff=diff, same=same, linear=walks["linear"], slerp=walks["slerp"])
 
 
-def measure_tracking(walk: PathSummary, n_diff: int, n_boot: int, rng: np.random.Generator) -> Tracking:
-    """Per-path Spearman over the first `n_diff` (different-label) paths of `walk`; the bootstrap
-    of their mean over paths when at least MIN_PATHS are defined."""
-    counts, js = walk.counts[:n_diff], walk.js_step[:n_diff]
-    rho = per_path_spearman(counts, js)
-    valid = rho[np.isfinite(rho)]
-    if valid.size < MIN_PATHS:
-        return Tracking(rho=rho, counts=counts, js=js, replicates=None, ci=None)
-    idx = np.stack(bootstrap_resamples(valid.size, max(n_boot, N_BOOT_MIN), rng))
-    reps = valid[idx].mean(axis=1)
-    return Tracking(rho=rho, counts=counts, js=js, replicates=reps, ci=percentile_ci(reps))
+def measure_tracking(walk: PathSummary, n_diff: int, n_boot: int, rng: np.random.Generator) -> Tracking | str:
+    """Tracking against the frozen-code control over the first `n_diff` (different-label) paths."""
+    sl = slice(0, n_diff)
+    return tracking_test(density(walk)[sl], walk.js_step[sl], walk.js_frozen[:, sl], n_boot=max(n_boot, N_BOOT_MIN),
+                         rng=rng, min_polylines=MIN_PATHS)
 
 
-def measure_contrast(x: np.ndarray, walks: Walks, n_boot: int, rng: np.random.Generator) -> Contrast | None:
-    """Cliff's delta of crossings per path, different- vs same-label (None: too few same-label)."""
+def cliffs_delta_boot(a: np.ndarray, b: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of Cliff's delta(a, b), each sample resampled on its own: the sign
+    matrix of all pairs weighted by the multiplicities of each resample."""
+    sign = np.sign(a[:, None] - b[None, :])
+    wa = np.stack([np.bincount(r, minlength=a.size) for r in bootstrap_resamples(a.size, n_boot, rng)])
+    wb = np.stack([np.bincount(r, minlength=b.size) for r in bootstrap_resamples(b.size, n_boot, rng)])
+    return np.einsum("bi,ij,bj->b", wa.astype(np.float64), sign, wb.astype(np.float64)) / (a.size * b.size)
+
+
+def measure_contrast(walks: Walks, n_boot: int, rng: np.random.Generator) -> Contrast | None:
+    """Cliff's delta of the boundary-induced change per unit length, different- vs same-label
+    paths (None: too few same-label paths)."""
     n_diff = len(walks.diff)
-    tot = walks.linear.counts.sum(axis=1).astype(float)
-    t_diff, t_same = tot[:n_diff], tot[n_diff:]
-    if len(t_same) < MIN_PATHS:
+    if len(walks.same) < MIN_PATHS:
         return None
-    delta, lo, hi, p = cliffs_delta_with_ci(t_diff, t_same, max(n_boot, N_BOOT_MIN), rng)
-    pairs = np.concatenate([walks.diff, walks.same])
-    length = np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1)
-    return Contrast(t_diff=t_diff, t_same=t_same, delta=delta, ci=(lo, hi), p=p, length=length,
-                    density=tot / np.maximum(length, 1e-12))
+    rate = boundary_rate(walks.linear)
+    a, b = rate[:n_diff], rate[n_diff:]
+    return Contrast(rate_diff=a, rate_same=b, delta=cliffs_delta(a, b),
+                    boot=cliffs_delta_boot(a, b, max(n_boot, N_BOOT_MIN), rng),
+                    length=walks.linear.step_length.sum(axis=1),
+                    crossings=walks.linear.counts.sum(axis=1).astype(float))
 
 
 # ---- rows -------------------------------------------------------------------------------------
@@ -217,17 +232,18 @@ def boundaries_track_semantics(
     n = x.shape[0]
     note = "; ".join(s for s in (notes, describe(down)) if s)
     if not np.all(np.isfinite(x)):
-        return {k: SPEC.failed(f"{site}/{k}", "site activations contain NaN/inf", stat="track", n=n) for k in ROWS}
+        return {k: SPEC.failed(f"{site}/{k}", "site activations contain NaN/inf", stat=ROW_STAT[k], n=n)
+                for k in ROWS}
     g_diff, g_same, g_lin, g_slerp, g_boot = rng.spawn(5)
     walks = walk_pairs(down, x, y, ctx, settings, g_diff, g_same)
     if isinstance(walks, str):
-        return {k: SPEC.failed(f"{site}/{k}", walks, stat="track", n=n) for k in ROWS}
+        return {k: SPEC.failed(f"{site}/{k}", walks, stat=ROW_STAT[k], n=n) for k in ROWS}
     n_diff = len(walks.diff)
     rows: dict[str, Evidence] = {}
     for kind, walk, g in (("linear", walks.linear, g_lin), ("slerp", walks.slerp, g_slerp)):
-        rows[kind] = _tracking_row(f"{site}/{kind}", measure_tracking(walk, n_diff, n_boot, g), walk,
+        rows[kind] = _tracking_row(f"{site}/{kind}", measure_tracking(walk, n_diff, n_boot, g), walk, n_diff,
                                    settings, note=note, n=n)
-    contrast = measure_contrast(x, walks, n_boot, g_boot)
+    contrast = measure_contrast(walks, n_boot, g_boot)
     if contrast is None:
         rows["diff-vs-same"] = SPEC.failed(f"{site}/diff-vs-same", f"only {len(walks.same)} same-label pairs "
                                            f"(need {MIN_PATHS})", stat="contrast", n=n)
@@ -236,52 +252,58 @@ def boundaries_track_semantics(
     return rows
 
 
-def _tracking_row(row_site: str, t: Tracking, walk: PathSummary, settings: PathSettings, *, note: str,
-                  n: int) -> Evidence:
-    n_diff = t.rho.size
-    valid = t.valid
+def _tracking_row(row_site: str, t: Tracking | str, walk: PathSummary, n_diff: int, settings: PathSettings, *,
+                  note: str, n: int) -> Evidence:
+    counts, js, js0 = walk.counts[:n_diff], walk.js_step[:n_diff], walk.js_frozen[:, :n_diff].mean(axis=0)
     details: dict[str, Any] = {
-        "n_paths": n_diff, "n_valid": int(valid.size), "steps": settings.steps,
-        "exact": bool(walk.exact), "n_evaluations": walk.n_evaluations,
-        "rho_per_path": t.rho.tolist(),
-        "boundary_density": t.counts.mean(axis=0).tolist(),  # mean crossings per step
-        "semantic_change": t.js.mean(axis=0).tolist(),  # mean JS (bits) per step
-        "crossings_per_path": t.counts.sum(axis=1).tolist(),
-        "js_per_path": t.js.sum(axis=1).tolist(),
+        "n_paths": n_diff, "steps": settings.steps, "exact": bool(walk.exact),
+        "n_evaluations": walk.n_evaluations, "n_control": walk.n_control,
+        "boundary_density": counts.mean(axis=0).tolist(),  # mean crossings per step
+        "semantic_change": js.mean(axis=0).tolist(),  # mean JS (bits) per step
+        "semantic_change_frozen": js0.mean(axis=0).tolist(),  # the control's (codes frozen at either end)
+        "crossings_per_path": counts.sum(axis=1).tolist(),
+        "js_per_path": js.sum(axis=1).tolist(),
     }
     if not walk.exact:
         details.update(sub=settings.sub, levels=settings.levels)
-    if t.replicates is None or t.ci is None:
-        return SPEC.failed(row_site, f"only {valid.size} of {n_diff} paths cross a varying "
-                           f"number of boundaries (need {MIN_PATHS})", stat="track", n=n, details=details)
-    lo, hi = t.ci
-    details["boot_effect"] = encode_array(t.replicates)
-    details["boot_units"] = units_digest(np.flatnonzero(np.isfinite(t.rho)))
+    if isinstance(t, str):
+        return SPEC.failed(row_site, t, stat="track", n=n, details=details)
+    details.update(n_valid=t.n, rho_per_path=t.own.tolist(), rho_frozen_per_path=t.frozen.tolist(),
+                   own_alignment=t.own_mean, frozen_alignment=t.frozen_mean,
+                   boot_effect=encode_array(t.boot), boot_units=units_digest(np.flatnonzero(t.keep)))
+    caveat = None
+    if not t.own_mean > 0:
+        caveat = (f"the output does not change where the boundaries are crossed: own alignment (mean per-path "
+                  f"Spearman of crossings and change) {t.own_mean:.2f} is not positive")
+    interval = t.interval
     return SPEC.evidence(
-        row_site, stat="track",
-        effect=float(valid.mean()), ci=(float(lo), float(hi)), p=float(bootstrap_p_value(t.replicates)),
-        n=int(valid.size),
-        notes=f"{note}; {valid.size}/{n_diff} paths with varying counts, "
-              f"{t.counts.sum(axis=1).mean():.1f} crossings per path",
-        details=details,
+        row_site, stat="track", effect=t.effect, ci=interval(0.95), p=t.p, n=t.n, interval=interval, replicates=t.boot,
+        caveat=caveat, details=details,
+        notes=(f"{note}; {t.n}/{n_diff} paths with varying counts, {counts.sum(axis=1).mean():.1f} crossings "
+               f"per path; tracking {t.own_mean:.2f} vs {t.frozen_mean:.2f} with the codes frozen"),
     )
 
 
 def _contrast_row(row_site: str, c: Contrast, walks: Walks, *, note: str) -> Evidence:
     n_diff = len(walks.diff)
     js = walks.linear.js_step
+    dens = c.crossings / np.maximum(c.length, 1e-12)
+    m = min(c.rate_diff.size, c.rate_same.size)  # the expansion of the smaller group: conservative
+    interval = expanded_interval(c.boot, m)
     return SPEC.evidence(
-        row_site, stat="contrast",
-        effect=float(c.delta), ci=(float(c.ci[0]), float(c.ci[1])), p=float(c.p), n=int(c.density.size),
-        notes=f"{note}; median crossings {np.median(c.t_diff):.0f} (different labels) vs "
-              f"{np.median(c.t_same):.0f} (same label)",
+        row_site, stat="contrast", effect=c.delta, ci=interval(0.95), p=expanded_p(c.boot, m),
+        n=int(c.length.size), interval=interval, replicates=c.boot,
+        notes=(f"{note}; median boundary-induced change per unit length {np.median(c.rate_diff):.3g} (different "
+               f"labels) vs {np.median(c.rate_same):.3g} (same label)"),
         details={
-            "crossings_diff": c.t_diff.tolist(), "crossings_same": c.t_same.tolist(),
+            "crossings_diff": c.crossings[:n_diff].tolist(), "crossings_same": c.crossings[n_diff:].tolist(),
             "path_length_diff": c.length[:n_diff].tolist(), "path_length_same": c.length[n_diff:].tolist(),
-            "median_density_diff": float(np.median(c.density[:n_diff])),
-            "median_density_same": float(np.median(c.density[n_diff:])),
+            "boundary_rate_diff": c.rate_diff.tolist(), "boundary_rate_same": c.rate_same.tolist(),
+            "median_density_diff": float(np.median(dens[:n_diff])),
+            "median_density_same": float(np.median(dens[n_diff:])),
             "js_total_diff": float(js[:n_diff].sum(axis=1).mean()),
             "js_total_same": float(js[n_diff:].sum(axis=1).mean()),
-            "exact": bool(walks.linear.exact),
+            "exact": bool(walks.linear.exact), "boot_effect": encode_array(c.boot),
+            "boot_units": units_digest(np.concatenate([walks.diff, walks.same]).ravel()),
         },
     )

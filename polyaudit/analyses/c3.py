@@ -6,28 +6,30 @@ that the change goes with the polytope boundaries crossed downstream. For inputs
 log-spaced grid of scales c (0.25 .. 4 by default, c = 1 the reference) h is replaced by c * h, and,
 separately, moved along a feature direction, h + t v with v the difference between the mean site
 activation of another (seeded, random) class and of x's own class, t in [-t_max, t_max] (t = 0 the
-reference). Both grids reach out on two sides of the reference, so the two sides can disagree
-(crossings and semantic change both grow away from the reference on each side). At each point:
-  boundaries crossed  downstream crossings between the reference and the point along the ray
-                      (exact for ReLU nets, see `polyaudit.analyses.polylines`);
-  semantic change     KL(p_ref || p_point) in bits, and whether the top output flips.
-Row effect (keys "scale", "direction"): own alignment versus mismatch
-(`polyaudit.analyses.alignment`). Per grid step k of input i: the boundaries crossed on the step,
-c_i[k], and the semantic change on it, s_i[k] = JS (bits) between the outputs at the step's ends.
-R[i, j] = Spearman over the steps of (c_j, s_i); effect = mean_i R[i, i] - mean_{i != j} R[i, j]:
-does an input's semantic change follow ITS OWN boundaries better than other inputs' boundaries,
-which share the grid's geometry (step lengths grow with c; both quantities grow away from the
-reference) but not the input's polytopes? Predicted positive. p: permutation test of which input's
-crossing pattern goes with which input's change (at least `alignment.N_PERM_MIN` pairings, seeded),
-two-sided; CI: bootstrap over inputs. Inputs whose per-step crossings or change are constant are
-left out.
-The cumulative statistic, the mean per-input Spearman(crossings since the reference, KL to the
-reference), is positive by construction (both grow away from c = 1 on each side); it stays in
-`details` (`cumulative_spearman`, `rho_per_input`) with the plain per-input step-wise Spearman
-(`stepwise_spearman`, the "own" term). Why it is not the effect: docs/claims.md, C3 versions.
-Details: the validity radius (largest grid |t| with the top output unchanged out to it on both
-sides; censored at t_max), KL and flip rate per grid point with the direction at the site unchanged
-(scale), and the cross-sectional Spearman across inputs at each grid point.
+reference). Both grids reach out on two sides of the reference; every grid step runs away from the
+reference.
+
+Row effect (keys "scale", "direction"), version 3: per grid step k of input i, the boundaries
+crossed on the step c_i[k] and the semantic change on it s_i[k] = JS (bits) between the outputs at
+the step's ends; the frozen-code control s0_i[k] is the same JS with every downstream unit kept in
+the state it has at the reference point (c = 1, t = 0; just past it towards each side): the
+network with the grid's boundaries removed, exact, for piecewise-linear evaluators; for the
+others, which have no boundary-free counterfactual, the model linearized at each step's start
+(the step's end nearer the reference; `polyaudit.analyses.polylines`). Effect = mean over inputs of
+Spearman(c_i, s_i) - Spearman(c_i, s0_i) (`polyaudit.analyses.alignment`): the control shares the
+grid's geometry (step lengths grow with c; crossings and change both grow away from the reference;
+a direction along which the output and some boundaries both vary with the input), so only what the
+boundaries themselves do to the output counts, and boundaries that cannot change the output give
+exactly 0. Predicted positive. CI: bootstrap over inputs; p: the bootstrap p of the same
+replicates. Inputs whose per-step crossings are constant are left out. A PASS also needs the own
+alignment, the mean per-input Spearman(c_i, s_i), positive (caveat otherwise): the output must
+change where the boundaries are crossed.
+Details: the cumulative statistic, the mean per-input Spearman(crossings since the reference, KL to
+the reference), positive by construction (`cumulative_spearman`, `rho_per_input`); version 2's
+own-versus-mismatched alignment (`mismatched_alignment`, `own_minus_mismatched`); the validity
+radius (largest grid |t| with the top output unchanged out to it on both sides; censored at
+t_max), KL and flip rate per grid point with the direction at the site unchanged (scale), and the
+cross-sectional Spearman across inputs at each grid point.
 
 `measure_grid` walks one grid and runs the test (a `GridWalk`); `direction_validity` turns the
 walks into rows.
@@ -40,27 +42,34 @@ from typing import Any
 
 import numpy as np
 
-from polyaudit.analyses.alignment import AlignmentTest, alignment_test, varying
-from polyaudit.analyses.c2 import per_path_spearman, units_digest
+from polyaudit.analyses.alignment import (
+    Tracking,
+    alignment_matrix,
+    contrast,
+    tracking_test,
+    varying,
+)
+from polyaudit.analyses.c2 import units_digest
 from polyaudit.analyses.polylines import PathSummary, describe, summarize_paths
 from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
-from polyaudit.errors import PolyauditError
 from polyaudit.serial import encode_array
-from polyaudit.stats import spearman_or_nan
+from polyaudit.stats import spearman_or_nan, spearman_rows
 from polyaudit.verdict import Evidence
 
-STATISTIC = "own - mismatched spearman(boundaries crossed, JS) per grid step"
+STATISTIC = "mean per-input [spearman(boundaries crossed, JS) - spearman(boundaries crossed, frozen-code JS)] per grid step"
 ROWS: tuple[str, ...] = ("scale", "direction")
 MIN_INPUTS = 8
-N_BOOT_MIN = 1000  # reweighting the alignment matrix is cheap
+N_BOOT_MIN = 1000  # resampling a mean is cheap
+MIN_EFFECT = 0.1  # Spearman rho: Cohen's "small" correlation (docs/claims.md, C3)
 
 SPEC = ClaimSpec(
-    id="C3", version=2, title="directions have validity regions bounded by polytope boundaries",
+    id="C3", version=3, title="directions have validity regions bounded by polytope boundaries",
     source="Black, Sharkey et al. 2022, Polytope Lens, prediction 3 (sec. 5, Fig. 3)",
-    statistics=(Statistic("alignment", STATISTIC, "positive", units="Spearman rho"),),
+    statistics=(Statistic("alignment", STATISTIC, "positive", units="Spearman rho", min_effect=MIN_EFFECT),),
     checks=(Check("direction-validity", "alignment", sites=("mlp_pre", "resid"), min_samples=2 * MIN_INPUTS),),
     plots=(PlotSpec("scales", reads=("grid", "mean_kl", "mean_crossings", "reference")),),
-    modules=("polyaudit.analyses.c3", "polyaudit.interventions.lens", "polyaudit.interventions.evaluators"),
+    modules=("polyaudit.analyses.c3", "polyaudit.analyses.alignment", "polyaudit.analyses.polylines",
+             "polyaudit.interventions.lens", "polyaudit.interventions.evaluators"),
 )
 CLAIM, VERSION = SPEC.id, SPEC.version
 
@@ -133,7 +142,7 @@ def _cross_sectional(cross: np.ndarray, kl: np.ndarray, ref: int) -> list[float 
 @dataclass(frozen=True)
 class GridWalk:
     """One grid (scales or moves along a direction) walked from every chosen input: crossings and
-    semantic change per step and relative to the reference, and the alignment test."""
+    semantic change per step and relative to the reference, and the test against the control."""
 
     grid: np.ndarray  # [K] scales c, or moves t
     ref: int  # index of the reference point (c = 1, t = 0)
@@ -141,12 +150,11 @@ class GridWalk:
     cross: np.ndarray  # [P, K]: crossings between the reference and each point
     flip: np.ndarray  # bool [P, K]: the top output differs from the reference's
     rho: np.ndarray  # [P]: Spearman(crossings since the reference, KL to it) per input
-    keep: np.ndarray  # bool [P]: inputs whose per-step crossings and change both vary
-    test: AlignmentTest | str | None  # None: too few inputs kept; str: why the test failed
+    test: Tracking | str  # str: why there is no test (too few inputs with varying crossings)
 
     @property
     def n_valid(self) -> int:
-        return int(self.keep.sum())
+        return 0 if isinstance(self.test, str) else self.test.n
 
 
 def grids(x: np.ndarray, y: np.ndarray, chosen: np.ndarray, settings: GridSettings,
@@ -165,23 +173,17 @@ def grids(x: np.ndarray, y: np.ndarray, chosen: np.ndarray, settings: GridSettin
 
 
 def measure_grid(down: Any, points: np.ndarray, ref: int, grid: np.ndarray, ctx: np.ndarray | None, *,
-                 settings: GridSettings, n_boot: int, n_perm: int, rng: np.random.Generator) -> GridWalk:
-    """Walk `points` [P, K, d] and test own versus mismatched alignment over the inputs whose
-    crossings and change vary (at least MIN_INPUTS of them)."""
-    walk = summarize_paths(down, points, ctx, sub=settings.sub, levels=settings.levels, ref=ref)
+                 settings: GridSettings, n_boot: int, rng: np.random.Generator) -> GridWalk:
+    """Walk `points` [P, K, d] (steps away from the reference) and test the tracking of crossings
+    against the frozen-code control over the inputs whose crossings vary (at least MIN_INPUTS)."""
+    walk = summarize_paths(down, points, ctx, sub=settings.sub, levels=settings.levels, ref=ref, anchors=(ref,))
     cross = _cumulative(walk.counts, ref)
     keep = np.arange(cross.shape[1]) != ref  # the reference point itself is left out
-    keep_inputs = varying(walk.counts) & varying(walk.js_step)
-    test: AlignmentTest | str | None = None
-    if int(keep_inputs.sum()) >= MIN_INPUTS:
-        g_boot, g_perm = rng.spawn(2)
-        try:
-            test = alignment_test(walk.counts[keep_inputs], walk.js_step[keep_inputs],
-                                  n_boot=max(n_boot, N_BOOT_MIN), n_perm=n_perm, rng_boot=g_boot, rng_perm=g_perm)
-        except PolyauditError as e:
-            test = str(e)
+    test = tracking_test(walk.counts, walk.js_step, walk.js_frozen, n_boot=max(n_boot, N_BOOT_MIN), rng=rng,
+                         min_polylines=MIN_INPUTS)
+    rho = spearman_rows(cross[:, keep].astype(float), walk.kl_ref[:, keep])  # NaN where either is constant
     return GridWalk(grid=grid, ref=ref, walk=walk, cross=cross, flip=walk.top != walk.top[:, ref:ref + 1],
-                    rho=per_path_spearman(cross[:, keep], walk.kl_ref[:, keep]), keep=keep_inputs, test=test)
+                    rho=rho, test=test)
 
 
 # ---- rows -------------------------------------------------------------------------------------
@@ -196,13 +198,11 @@ def direction_validity(
     rng: np.random.Generator,
     settings: GridSettings,
     n_boot: int,
-    n_perm: int = 0,
     ctx: np.ndarray | None = None,
     notes: str = "",
 ) -> dict[str, Evidence]:
     """C3 rows for one site: `acts` [n, d] site activations with `labels` [n] (for the class-mean
-    directions); `ctx` [n] the context each activation is written back into. `n_perm`: pairings
-    of the permutation test (at least `alignment.N_PERM_MIN`)."""
+    directions); `ctx` [n] the context each activation is written back into."""
     x = np.asarray(acts, dtype=np.float64)
     y = np.asarray(labels)
     n = x.shape[0]
@@ -219,7 +219,7 @@ def direction_validity(
             rows[key] = SPEC.failed(f"{site}/{key}", "class-mean directions need at least two labels", n=n)
             continue
         pts, ref, grid = points[key]
-        result = measure_grid(down, pts, ref, grid, c, settings=settings, n_boot=n_boot, n_perm=n_perm, rng=g)
+        result = measure_grid(down, pts, ref, grid, c, settings=settings, n_boot=n_boot, rng=g)
         rows[key] = _grid_row(f"{site}/{key}", key, result, note=note, n=n)
     return rows
 
@@ -230,12 +230,15 @@ def _grid_details(key: str, r: GridWalk) -> dict[str, Any]:
     details: dict[str, Any] = {
         "grid": grid.tolist(), "reference": float(grid[r.ref]), "n_inputs": int(r.cross.shape[0]),
         "n_valid": r.n_valid, "exact": bool(r.walk.exact), "n_evaluations": r.walk.n_evaluations,
+        "n_control": r.walk.n_control,
         "rho_per_input": r.rho.tolist(),
         "cumulative_spearman": float(np.nanmean(r.rho)) if np.isfinite(r.rho).any() else None,
         "mean_crossings": r.cross.mean(axis=0).tolist(), "mean_kl": kl.mean(axis=0).tolist(),
         "flip_rate": flip.mean(axis=0).tolist(),
         "cross_sectional_spearman": _cross_sectional(r.cross, kl, r.ref),
-        "stepwise_spearman": _stepwise(r.walk.counts, r.walk.js_step),
+        "semantic_change": r.walk.js_step.mean(axis=0).tolist(),
+        "semantic_change_frozen": r.walk.js_frozen[0].mean(axis=0).tolist(),
+        **_mismatched(r.walk.counts, r.walk.js_step),
     }
     if key == "direction":
         details["validity_radius"] = _radius(flip, grid, r.ref)
@@ -249,34 +252,39 @@ def _grid_details(key: str, r: GridWalk) -> dict[str, Any]:
 
 def _grid_row(row_site: str, key: str, r: GridWalk, *, note: str, n: int) -> Evidence:
     details = _grid_details(key, r)
-    n_inputs, n_valid, test = r.cross.shape[0], r.n_valid, r.test
-    if test is None:
-        return SPEC.failed(row_site, f"only {n_valid} of {n_inputs} inputs cross a varying number of "
-                                     f"boundaries per step with a varying output (need {MIN_INPUTS})",
-                           n=n, details=details)
+    n_inputs, test = r.cross.shape[0], r.test
     if isinstance(test, str):
-        return SPEC.failed(row_site, test, n=n, details=details)
-    lo, hi = test.ci
-    details.update(own_alignment=test.own, mismatched_alignment=test.mismatch, n_perm=test.n_perm,
-                   boot_effect=encode_array(test.boot), boot_units=units_digest(np.flatnonzero(r.keep)))
+        return SPEC.failed(row_site, test.replace("polylines", "inputs"), n=n, details=details)
+    details.update(own_alignment=test.own_mean, frozen_alignment=test.frozen_mean,
+                   rho_step_per_input=test.own.tolist(), rho_frozen_per_input=test.frozen.tolist(),
+                   boot_effect=encode_array(test.boot), boot_units=units_digest(np.flatnonzero(test.keep)))
     grid, flip = r.grid, r.flip
     extra = (f"flip rate at c={grid[0]:g}: {flip[:, 0].mean():.0%}, at c={grid[-1]:g}: {flip[:, -1].mean():.0%}"
              if key == "scale" else
              f"median validity radius t={details['validity_radius']['median']:.2g} "
              f"({details['validity_radius']['censored']:.0%} never flip by t={grid[-1]:g})")
+    caveat = None
+    if not test.own_mean > 0:
+        caveat = (f"the output does not change where the boundaries are crossed: own alignment (mean per-input "
+                  f"Spearman of crossings and change per step) {test.own_mean:.2f} is not positive")
+    interval = test.interval
     return SPEC.evidence(
-        row_site, effect=test.effect, ci=(float(lo), float(hi)), p=test.p, n=n_valid,
-        notes=(f"{note}; {n_valid}/{n_inputs} inputs with varying counts; own alignment "
-               f"{test.own:.2f} vs mismatched {test.mismatch:.2f}; {extra}"),
+        row_site, effect=test.effect, ci=interval(0.95), p=test.p, n=test.n, interval=interval, caveat=caveat,
+        replicates=test.boot,
+        notes=(f"{note}; {test.n}/{n_inputs} inputs with varying counts; own alignment {test.own_mean:.2f} vs "
+               f"{test.frozen_mean:.2f} with the codes frozen; {extra}"),
         details=details,
     )
 
 
-def _stepwise(counts: np.ndarray, js_step: np.ndarray) -> float | None:
-    """Mean per-input Spearman of crossings per grid step vs JS per step (C2's statistic on these
-    rays): does the output change on the steps that cross boundaries, not just further out?"""
-    rho = per_path_spearman(counts, js_step)
-    return float(np.nanmean(rho)) if np.isfinite(rho).any() else None
+def _mismatched(counts: np.ndarray, js_step: np.ndarray) -> dict[str, Any]:
+    """Version 2's statistic, for the details: own alignment minus the mean alignment of an input's
+    change with other inputs' crossings, over the inputs whose crossings and change both vary."""
+    both = varying(counts) & varying(js_step)
+    if int(both.sum()) < 3:
+        return {"mismatched_alignment": None, "own_minus_mismatched": None}
+    effect, _, mismatch = contrast(alignment_matrix(counts[both], js_step[both]))
+    return {"mismatched_alignment": mismatch, "own_minus_mismatched": effect}
 
 
 def _radius(flip: np.ndarray, grid: np.ndarray, ref: int) -> dict[str, Any]:

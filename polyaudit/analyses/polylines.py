@@ -16,6 +16,20 @@ distribution at every point:
 
 Semantic change is measured on output distributions (log-probabilities) with `js_bits` /
 `kl_bits` (base 2: JS lies in [0, 1]).
+
+The FROZEN-CODE CONTROL (`Downstream.frozen`): the output at a point had every downstream unit kept
+the state it has at an ANCHOR. Points reached without crossing a boundary that can change the
+output give the same output both ways, so the control shares the polyline's geometry but not what
+its boundaries do (`summarize_paths` says which control a walk gets):
+- anchored, for EXACT (piecewise-linear) evaluators: the codes of a path's ends or of C3's
+  reference point, at every point: the anchor polytope's affine map, the network with the
+  polyline's boundaries removed (a gated float64 forward);
+- per step (`kinks`): each step's end with the codes of its start, the model linearized at the
+  step's start for evaluators that only see outputs (hooks into smooth or transformer models; a
+  forward difference over `FD_STEP` of the step). A smooth network has no boundary-free
+  counterfactual: linearized at a far anchor it loses every nonlinearity, layer norm's included,
+  and saturates; linearized per step it keeps all but the step's own curvature. C2's
+  boundary-induced change per unit length uses the per-step control on every evaluator.
 """
 
 from __future__ import annotations
@@ -25,9 +39,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from polyaudit.analyses.alignment import FD_STEP, same_output
 from polyaudit.errors import PolyauditError
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+
+
+def stored(logp: np.ndarray) -> np.ndarray:
+    """Outputs as kept: float64 where the evaluator computes in float64 (small exact nets), float32
+    otherwise (a language model's [P, K, V] stays half the size)."""
+    a = np.asarray(logp)
+    return a if a.dtype == np.float64 else a.astype(np.float32)
 
 
 class Downstream(Protocol):
@@ -46,6 +68,15 @@ class Downstream(Protocol):
 
     def segment(self, p0: np.ndarray, p1: np.ndarray, ctx: int | None) -> np.ndarray:
         """Sorted crossings t in (0, 1) along p0 -> p1 (exact Downstreams only)."""
+        ...
+
+    def frozen(self, anchors: np.ndarray, points: np.ndarray, ctx: np.ndarray | None, at_anchor: np.ndarray,
+               reach: np.ndarray) -> np.ndarray:
+        """log-probabilities [m, C] at `points` [m, d] with every downstream unit kept in the state it
+        has just past `anchors` [m, d] towards the point (the codes frozen at the anchor): exact for
+        piecewise-linear evaluators; otherwise the model linearized at the anchor, by a forward
+        difference of length FD_STEP * reach [m] towards the point. `at_anchor` [m, C]: the
+        log-probabilities at the anchors (the walk has them)."""
         ...
 
 
@@ -89,13 +120,16 @@ def kl_bits(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PolylineWalk:
-    """Boundaries and outputs along P polylines of K points."""
+    """Boundaries and outputs along P polylines of K points, and the frozen-code control."""
 
     counts: np.ndarray  # int [P, K - 1]: downstream crossings on each step
-    logp: np.ndarray  # float32 [P, K, C]: output log-probabilities at each point
+    logp: np.ndarray  # [P, K, C]: output log-probabilities at each point (`stored`)
     locations: tuple[np.ndarray, ...]  # per path: crossing positions as step index + fraction
     exact: bool
-    n_evaluations: int  # single-point forward equivalents spent
+    n_evaluations: int  # single-point forward equivalents spent on the walk
+    anchored: np.ndarray  # [A, P, K, C]: outputs with the codes frozen at each anchor
+    kinked: np.ndarray | None  # [P, K - 1, C]: each step's end with the codes of its start
+    n_control: int  # single-point forward equivalents the control spent
 
 
 def _packed(codes: np.ndarray) -> np.ndarray:
@@ -113,22 +147,72 @@ def walk_polylines(
     *,
     sub: int = 4,
     levels: int = 2,
+    anchors: tuple[int, ...] = (),
+    kinks: bool = False,
+    origin: int | None = None,
 ) -> PolylineWalk:
     """Count boundaries crossed on every step of `points` [P, K, d] (exact or approximate, see the
-    module docstring) and return the outputs at the K points of each path."""
+    module docstring), return the outputs at the K points of each path and the frozen-code control:
+    anchored at the point indices `anchors`, and per step when `kinks` (steps run away from
+    `origin`, see `step_ends`)."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[1] < 2:
         raise PolyauditError(f"paths must be [P, K >= 2, d], got shape {pts.shape}")
     c = None if ctx is None else np.asarray(ctx, dtype=np.int64)
     if down.exact:
-        return _walk_exact(down, pts, c)
-    if sub < 1 or levels < 0:
-        raise PolyauditError(f"need sub >= 1 and levels >= 0, got sub={sub} levels={levels}")
-    return _walk_approximate(down, pts, c, sub, levels)
+        counts, logp, locations, n_eval = _walk_exact(down, pts, c)
+    else:
+        if sub < 1 or levels < 0:
+            raise PolyauditError(f"need sub >= 1 and levels >= 0, got sub={sub} levels={levels}")
+        counts, logp, locations, n_eval = _walk_approximate(down, pts, c, sub, levels)
+    anchored, kinked, n_control = _control(down, pts, c, logp, anchors, step_ends(pts.shape[1], origin) if kinks
+                                           else None)
+    return PolylineWalk(counts, logp, locations, bool(down.exact), n_eval, anchored, kinked, n_control)
+
+
+Walked = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...], int]  # counts, logp, locations, evaluations
+
+
+def step_ends(k: int, origin: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) point indices [K - 1] of the steps of a polyline of K points: step j joins
+    points j and j + 1 and runs away from `origin` (None: from point 0 on)."""
+    j = np.arange(k - 1)
+    left = j < (0 if origin is None else origin)
+    return np.where(left, j + 1, j), np.where(left, j, j + 1)
+
+
+def _control(down: Downstream, pts: np.ndarray, c: np.ndarray | None, logp: np.ndarray, anchors: tuple[int, ...],
+             steps: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The frozen-code outputs: at every point with the codes of each anchor [A, P, K, C] (the
+    anchor itself: its real output), and, with `steps` (start, end indices), at each step's end
+    with the codes of its start [P, K - 1, C]; one `Downstream.frozen` call for all, and its cost."""
+    n_paths, k, d = pts.shape
+    step = np.linalg.norm(np.diff(pts, axis=1), axis=-1)
+    jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # anchors, points, reach, at anchor
+    for a in anchors:
+        rest = np.delete(np.arange(k), a)
+        jobs.append((np.repeat(pts[:, a:a + 1], k - 1, axis=1), pts[:, rest], np.repeat(step.mean(axis=1), k - 1),
+                     np.repeat(logp[:, a:a + 1], k - 1, axis=1)))
+    if steps is not None:
+        jobs.append((pts[:, steps[0]], pts[:, steps[1]], step.ravel(), logp[:, steps[0]]))
+    anchored = np.repeat(stored(logp)[None], len(anchors), axis=0)
+    if not jobs:
+        return anchored, None, 0
+    before = int(getattr(down, "control_evaluations", 0))
+    out = down.frozen(np.concatenate([j[0].reshape(-1, d) for j in jobs]),
+                      np.concatenate([j[1].reshape(-1, d) for j in jobs]),
+                      None if c is None else np.tile(np.repeat(c, k - 1), len(jobs)),
+                      np.concatenate([np.asarray(j[3], np.float64).reshape(n_paths * (k - 1), -1) for j in jobs]),
+                      np.concatenate([j[2] for j in jobs]))
+    out = stored(out).astype(anchored.dtype).reshape(len(jobs), n_paths, k - 1, -1)
+    for i, a in enumerate(anchors):
+        anchored[i][:, np.delete(np.arange(k), a)] = out[i]
+    spent = int(getattr(down, "control_evaluations", 0)) - before
+    return anchored, (out[-1] if steps is not None else None), spent
 
 
 def _walk_approximate(down: Downstream, pts: np.ndarray, c: np.ndarray | None, sub: int,
-                      levels: int) -> PolylineWalk:
+                      levels: int) -> Walked:
     """`sub` dense points per step, then `levels` rounds of bisection where the codes differ."""
     n_paths, k, d = pts.shape
     # dense points: fractions j / sub of every step, plus the last point
@@ -143,7 +227,7 @@ def _walk_approximate(down: Downstream, pts: np.ndarray, c: np.ndarray | None, s
     coarse = np.tile(np.arange(n_dense) % sub == 0, n_paths)  # outputs are kept at the K points only
     codes, logp = down.outputs(dense.reshape(-1, d), flat_ctx, coarse)
     packed = _packed(codes).reshape(n_paths, n_dense, -1)
-    logp_coarse = np.asarray(logp, dtype=np.float32).reshape(n_paths, k, -1)
+    logp_coarse = stored(logp).reshape(n_paths, k, -1)
     # per path: sorted positions and packed codes; refine intervals whose codes differ
     path_pos = [pos.copy() for _ in range(n_paths)]
     path_codes = [packed[i] for i in range(n_paths)]
@@ -156,7 +240,7 @@ def _walk_approximate(down: Downstream, pts: np.ndarray, c: np.ndarray | None, s
         step = np.minimum(np.floor(path_pos[i][:-1]).astype(np.int64), k - 2)
         np.add.at(counts[i], step, flips)
         locations.append(np.repeat(mid, flips))
-    return PolylineWalk(counts, logp_coarse, tuple(locations), False, int(evaluations))
+    return counts, logp_coarse, tuple(locations), int(evaluations)
 
 
 def _bisect(down: Downstream, pts: np.ndarray, c: np.ndarray | None, path_pos: list[np.ndarray],
@@ -211,7 +295,7 @@ def _collinear(path: np.ndarray) -> np.ndarray | None:
     return s
 
 
-def _walk_exact(down: Downstream, pts: np.ndarray, ctx: np.ndarray | None) -> PolylineWalk:
+def _walk_exact(down: Downstream, pts: np.ndarray, ctx: np.ndarray | None) -> Walked:
     n_paths, k, d = pts.shape
     before = int(getattr(down, "segment_evaluations", 0))
     _, logp = down.outputs(pts.reshape(-1, d), None if ctx is None else np.repeat(ctx, k))
@@ -251,8 +335,7 @@ def _walk_exact(down: Downstream, pts: np.ndarray, ctx: np.ndarray | None) -> Po
             locs.append(j + t)
         locations.append(np.concatenate(locs) if locs else np.zeros(0))
     evaluations += int(getattr(down, "segment_evaluations", 0)) - before
-    return PolylineWalk(counts, np.asarray(logp, np.float32).reshape(n_paths, k, -1),
-                        tuple(locations), True, int(evaluations))
+    return counts, stored(logp).reshape(n_paths, k, -1), tuple(locations), int(evaluations)
 
 
 @dataclass(frozen=True)
@@ -262,11 +345,35 @@ class PathSummary:
 
     counts: np.ndarray  # int [P, K - 1]
     js_step: np.ndarray  # float [P, K - 1]: JS (bits) between the outputs at both ends of each step
+    js_frozen: np.ndarray  # float [A, P, K - 1]: the same with the codes frozen at each anchor
+    js_kink: np.ndarray | None  # float [P, K - 1]: JS between each step's real end and its end with
+    # the codes of its start (None: not asked for)
+    step_length: np.ndarray  # float [P, K - 1]: Euclidean length of each step at the site
     kl_ref: np.ndarray  # float [P, K]: KL(p_ref || p_k) in bits (zeros when no reference is given)
     top: np.ndarray  # int [P, K]: the most likely output at each point
     locations: tuple[np.ndarray, ...]
     exact: bool
-    n_evaluations: int
+    n_evaluations: int  # the walk's single-point forward equivalents, the control's included
+    n_control: int  # of which the frozen-code control
+
+
+def _summary(w: PolylineWalk, ref: int | None) -> tuple[Any, ...]:
+    """One chunk's JS, control JS (equal to the real one where the outputs agree), kinks, KL, top:
+    the control anchored where the walk has anchors, else per step (start real, end frozen)."""
+    js = js_bits(w.logp[:, 1:], w.logp[:, :-1])
+    frozen = []
+    for out in w.anchored:
+        same = same_output(w.logp, out, w.exact)
+        frozen.append(np.where(same[:, 1:] & same[:, :-1], js, js_bits(out[:, 1:], out[:, :-1])))
+    kink = None
+    if w.kinked is not None:
+        first, last = step_ends(w.logp.shape[1], ref)
+        same = same_output(w.logp[:, last], w.kinked, w.exact)
+        kink = np.where(same, 0.0, js_bits(w.logp[:, last], w.kinked))
+        if not frozen:
+            frozen.append(np.where(same, js, js_bits(w.logp[:, first], w.kinked)))
+    kl = kl_bits(w.logp[:, ref:ref + 1], w.logp) if ref is not None else np.zeros(w.logp.shape[:2])
+    return w.counts, js, np.stack(frozen), kink, kl, w.logp.argmax(axis=-1)
 
 
 def summarize_paths(
@@ -277,35 +384,48 @@ def summarize_paths(
     sub: int = 4,
     levels: int = 2,
     ref: int | None = None,
+    anchors: tuple[int, ...] = (),
+    kinks: bool = False,
     chunk: int = 16,
 ) -> PathSummary:
-    """`walk_polylines` over chunks of `chunk` paths, keeping per-step JS, KL to point `ref` and
-    the top output of every point."""
+    """`walk_polylines` over chunks of `chunk` paths, keeping per-step JS, the control's JS
+    (`js_frozen`: codes frozen at each of `anchors` for exact evaluators, else per step; see the
+    module docstring), the per-step kinks when `kinks`, KL to point `ref` and the top output of
+    every point (steps run away from `ref`). Where a real and a frozen output agree (`same_output`)
+    the control's JS is the real one and the kink 0: inert boundaries leave no trace."""
     pts = np.asarray(points, dtype=np.float64)
-    parts = []
+    parts, spent = [], [0, 0]
+    locations: list[np.ndarray] = []
+    exact = bool(down.exact)
     for start in range(0, pts.shape[0], chunk):
         sl = slice(start, start + chunk)
-        w = walk_polylines(down, pts[sl], None if ctx is None else np.asarray(ctx)[sl], sub=sub, levels=levels)
-        kl = (kl_bits(w.logp[:, ref:ref + 1], w.logp) if ref is not None
-              else np.zeros(w.logp.shape[:2]))
-        parts.append((w.counts, js_bits(w.logp[:, 1:], w.logp[:, :-1]), kl, w.logp.argmax(axis=-1),
-                      w.locations, w.exact, w.n_evaluations))
+        w = walk_polylines(down, pts[sl], None if ctx is None else np.asarray(ctx)[sl], sub=sub, levels=levels,
+                           anchors=anchors if exact else (), kinks=kinks or not exact or not anchors, origin=ref)
+        parts.append(_summary(w, ref))
+        locations += list(w.locations)
+        spent[0] += w.n_evaluations + w.n_control
+        spent[1] += w.n_control
     if not parts:
         raise PolyauditError("no paths to walk")
+
+    def cat(i: int, axis: int = 0) -> Any:
+        return None if parts[0][i] is None else np.concatenate([p[i] for p in parts], axis=axis)
+
     return PathSummary(
-        counts=np.concatenate([p[0] for p in parts]), js_step=np.concatenate([p[1] for p in parts]),
-        kl_ref=np.concatenate([p[2] for p in parts]), top=np.concatenate([p[3] for p in parts]),
-        locations=tuple(loc for p in parts for loc in p[4]), exact=bool(parts[0][5]),
-        n_evaluations=int(sum(p[6] for p in parts)),
+        counts=cat(0), js_step=cat(1), js_frozen=cat(2, axis=1), js_kink=cat(3),
+        step_length=np.linalg.norm(np.diff(pts, axis=1), axis=-1), kl_ref=cat(4), top=cat(5),
+        locations=tuple(locations), exact=exact, n_evaluations=spent[0], n_control=spent[1],
     )
 
 
 def describe(down: Any) -> str:
-    """One phrase for row notes: how codes and crossings were obtained."""
+    """One phrase for row notes: how codes, crossings and the frozen-code control were obtained."""
     if down.exact:
-        return "crossings exact (ReLU net walked piece by piece)"
+        return "crossings exact (ReLU net walked piece by piece); frozen-code control exact (anchored codes)"
     act = getattr(down, "activation", "?")
     codes = (f"codes exact ({act})" if down.codes_exact
              else f"codes approximate: {act} (sign of the pre-activation)")
     why = getattr(down, "not_exact", None)
-    return f"{codes}; crossings approximate (dense sampling + bisection)" + (f", not exact: {why}" if why else "")
+    return (f"{codes}; crossings approximate (dense sampling + bisection)" + (f", not exact: {why}" if why else "")
+            + f"; frozen-code control: the model linearized at each step's start (forward difference over "
+            f"1/{round(1 / FD_STEP)} of the step)")

@@ -4,7 +4,9 @@
 
 - `SequentialDownstream` — an `nn.Sequential` with only ReLU-like nonlinearities: the modules after
   the site (`Adapter.modules_after`), in float64. Codes come from `codes_along`, crossings along a segment are EXACT
-  (`walk_segment`), outputs from the same float64 modules.
+  (`walk_segment`), outputs from the same float64 modules, and the frozen-code control (a point's
+  output with every unit's state kept from an anchor) from a gated float64 forward
+  (`ModuleWalker.frozen`): exact.
 - `AdapterDownstream` — any other model the adapters know: one batched forward per chunk of points
   with a write hook at the site (the point replaces the activation at the context's kept position)
   and read hooks at every later `mlp_pre` site (the codes, at that position). Crossings are then
@@ -14,15 +16,19 @@
   at the kept position only (the adapter's `capabilities.causal` / `encoder` say which). Causal
   models with a key/value cache (`capabilities.prefix_cache`) compute the prefix once per context
   (`prefix_cache`). Semantic output: the classifier's classes, the next-token distribution
-  (causal LMs) or the masked-LM head (encoders) at the kept position.
+  (causal LMs) or the masked-LM head (encoders) at the kept position. The frozen-code control is
+  the rest of the model LINEARIZED at the anchor (`polyaudit.analyses.alignment.linearized`: one
+  more point per distinct direction from an anchor, a forward difference over `FD_STEP` of a step,
+  through `outputs`); the walks ask it per step (`polyaudit.analyses.polylines`). For a ReLU model
+  it equals the frozen codes unless a boundary lies in that first stretch.
 
 - `ModuleDownstream` (`polyaudit.interventions.module_downstream`) — any other ReLU network (CNNs,
   ResNets, the conv autoencoder): a gated float64 copy of the whole model with the point written
   at the site; crossings EXACT. A model it refuses (max pooling, ...) falls back to the hooks, and
   the row says why.
 
-Both count the work they do (`n_rows`, `segment_evaluations`, `seconds`) so benchmarks can compare
-analysis time with forward time.
+Both count the work they do (`n_rows`, `segment_evaluations`, `control_evaluations`, `seconds`) so
+benchmarks can compare analysis time with forward time.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from polyaudit.analyses.alignment import fd_probes, linearized
 from polyaudit.errors import PolyauditError
+from polyaudit.interventions.module_walk import ModuleWalker
 from polyaudit.measures.polytopes import affine_layers, codes_along, walk_segment
 from polyaudit.models.base import Adapter, LoadedModel, Site
 
@@ -56,7 +64,22 @@ class Contexts:
 class Work:
     n_rows: int = 0  # points run through the model
     segment_evaluations: int = 0  # exact walks, in single-point forward equivalents
+    control_evaluations: int = 0  # the frozen-code control, in single-point forward equivalents
     seconds: float = 0.0
+
+
+class CountsWork:
+    """The exact evaluators' work counters, read by the claims' notes (`self.work`: a `Work`)."""
+
+    work: Work
+
+    @property
+    def segment_evaluations(self) -> int:
+        return self.work.segment_evaluations
+
+    @property
+    def control_evaluations(self) -> int:
+        return self.work.control_evaluations
 
 
 def has_output_head(loaded: LoadedModel) -> bool:
@@ -64,7 +87,7 @@ def has_output_head(loaded: LoadedModel) -> bool:
     return loaded.adapter.capabilities.output_head
 
 
-class SequentialDownstream:
+class SequentialDownstream(CountsWork):
     """Exact evaluator of a piecewise-linear nn.Sequential (float64 copy)."""
 
     exact = True
@@ -75,10 +98,19 @@ class SequentialDownstream:
         self.layers = affine_layers(self.net)
         self.n_units = int(sum(layer.bias.size for layer in self.layers))
         self.work = Work()
+        self._walker: ModuleWalker | None = None
 
-    @property
-    def segment_evaluations(self) -> int:
-        return self.work.segment_evaluations
+    def frozen(self, anchors: np.ndarray, points: np.ndarray, ctx: np.ndarray | None, at_anchor: np.ndarray,
+               reach: np.ndarray) -> np.ndarray:
+        """Exact frozen-code outputs (log-probabilities) at `points`: one gated float64 forward of the
+        rows [anchors, points] (2 single-point forward equivalents per point)."""
+        t0 = time.perf_counter()
+        if self._walker is None:
+            self._walker = ModuleWalker(self.net)
+        out = self._walker.frozen(np.asarray(anchors, dtype=np.float64), np.asarray(points, dtype=np.float64))
+        self.work.control_evaluations += 2 * out.shape[0]
+        self.work.seconds += time.perf_counter() - t0
+        return torch.log_softmax(torch.from_numpy(out), dim=-1).numpy()
 
     def outputs(self, points: np.ndarray, ctx: np.ndarray | None,
                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +156,25 @@ class AdapterDownstream:
 
     def segment(self, p0: np.ndarray, p1: np.ndarray, ctx: int | None) -> np.ndarray:
         raise PolyauditError("exact crossings need a piecewise-linear nn.Sequential after the site")
+
+    @property
+    def control_evaluations(self) -> int:
+        return self.work.control_evaluations
+
+    def frozen(self, anchors: np.ndarray, points: np.ndarray, ctx: np.ndarray | None, at_anchor: np.ndarray,
+               reach: np.ndarray) -> np.ndarray:
+        """The rest of the model linearized at each anchor (see the module docstring): the outputs at
+        `fd_probes` (one per distinct anchor, direction and context: points on one line from an anchor
+        share it), through `outputs` (the adapter's hooks, or a subclass's cheaper route),
+        extrapolated to the points."""
+        probes, frac = fd_probes(anchors, points, reach)
+        key = np.concatenate([np.round(probes.reshape(probes.shape[0], -1), 9),
+                              np.zeros((probes.shape[0], 1)) if ctx is None else np.asarray(ctx)[:, None]], axis=1)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        rows_before = self.work.n_rows
+        _, at_probe = self.outputs(probes[first], None if ctx is None else np.asarray(ctx)[first])
+        self.work.control_evaluations += self.work.n_rows - rows_before
+        return linearized(at_anchor, np.asarray(at_probe)[inverse.ravel()], frac)
 
     def _head(self) -> nn.Module | None:
         """The output head (LM / MLM decoder) of a token model, fed only the kept positions so no
@@ -203,10 +254,16 @@ class AdapterDownstream:
             out = logits.reshape(b, -1)
         else:
             out = logits[:, 0] if handle is not None else take(logits)
-        logp = torch.log_softmax(out.float(), dim=-1).cpu().numpy()
+        logp = torch.log_softmax(precise_logits(out), dim=-1).cpu().numpy()
         codes = (torch.cat([read[s] for s in self.later], dim=1).numpy() if self.later
                  else np.zeros((b, 0), dtype=bool))
         return codes, logp
+
+
+def precise_logits(logits: torch.Tensor) -> torch.Tensor:
+    """float32 logits, or float64 where the model computes in float64 (the linearized control's
+    forward differences keep its precision)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 
 def later_sites(adapter: Adapter, site: Site | None) -> list[Site]:

@@ -1,5 +1,11 @@
-"""C5 measurements from models: test-time unit dropout runs and activation spectra, for a dropout
-family or a single checkpoint. The statistics live in `polyaudit.analyses.c5` (pure numpy)."""
+"""C5 measurements from models: test-time perturbation runs and activation spectra, for a dropout
+family or a single checkpoint. The statistics live in `polyaudit.analyses.c5` (pure numpy).
+
+Per family member and layer (its unit site): performance under unit dropout at each rate of the
+grid (the manipulation check), under Gaussian noise scaled to each unit's SD, with the
+highest-variance units mean-ablated; per member: under dropout at the model's input; and each
+layer's spectrum (alpha over one rank range shared by the models, from the effective samples).
+"""
 
 from __future__ import annotations
 
@@ -8,40 +14,40 @@ from typing import Any
 
 import numpy as np
 
-from polyaudit.analyses.c5 import SINGLE_RATE, TEST_RATES, FamilyMeasurements
+from polyaudit.analyses.c5 import (
+    ABLATE_FRACTIONS,
+    INPUT_RATES,
+    NOISE_SCALES,
+    SINGLE_RATE,
+    TEST_RATES,
+    FamilyMeasurements,
+    retained,
+)
+from polyaudit.analyses.coding import decomposition_of, effective_n, shared_fit_ranks
+from polyaudit.errors import PolyauditError
 from polyaudit.interventions.unit_dropout import (
+    Task,
+    gaussian_noise,
+    input_writer,
+    mean_ablation,
     per_sample,
     score,
+    site_moments,
     task_for,
+    top_variance_mask,
     torch_generator,
     unit_site_kind,
 )
+from polyaudit.measures.spectrum import fit_power_law, participation_ratio
 from polyaudit.threads import blas_threads, compute_threads, small_width
-
-
-def layer_spectra(samples: Sequence[np.ndarray]) -> list[np.ndarray | None]:
-    """Eigenspectrum of each [n, d] activation array (None where the data has no variance)."""
-    from polyaudit.errors import PolyauditError
-    from polyaudit.measures.spectrum import eigenspectrum
-
-    out: list[np.ndarray | None] = []
-    for x in samples:
-        try:
-            out.append(eigenspectrum(x))
-        except PolyauditError:
-            out.append(None)
-    return out
 
 
 def fit_layer(eigs: Sequence[np.ndarray | None], n: int, rank_bound: int | None = None
               ) -> list[tuple[float, float, float]]:
     """(alpha, participation ratio, R^2) of each spectrum of ONE layer across models, all fitted over
     one shared rank range (so the models' alphas are comparable); NaNs where it cannot be fitted.
-    `rank_bound`: the architecture's bound on the layer's rank (`Adapter.rank_bound`), or None."""
-    from polyaudit.analyses.coding import shared_fit_ranks
-    from polyaudit.errors import PolyauditError
-    from polyaudit.measures.spectrum import fit_power_law, participation_ratio
-
+    `n`: the (effective) number of samples; `rank_bound`: the architecture's bound on the layer's
+    rank (`Adapter.rank_bound`), or None."""
     nan = (float("nan"),) * 3
     valid = [e for e in eigs if e is not None]
     try:
@@ -61,6 +67,43 @@ def fit_layer(eigs: Sequence[np.ndarray | None], n: int, rank_bound: int | None 
     return out
 
 
+def _spectra(layers: Sequence[Any]) -> tuple[list[np.ndarray | None], int]:
+    """Each layer's eigenvalues (None where the data has no variance) and the effective samples."""
+    parts: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for data in layers:
+        try:
+            parts.append(decomposition_of(data))
+        except PolyauditError:
+            parts.append(None)
+    valid = [p for p in parts if p is not None]
+    n_eff = effective_n(valid, layers[0].groups)[0] if valid else int(layers[0].samples.shape[0])
+    return [None if p is None else p[0] for p in parts], n_eff
+
+
+def _member_runs(sub: Any, task: Task, sites: Sequence[Any], rng: np.random.Generator, test_rates: Sequence[float],
+                 batch_size: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(clean, unit dropout [L, Q], noise [L, S], ablation [L, F], input dropout [R]) of one model."""
+    loaded, probe = sub.loaded, sub.probe()
+
+    def run(**kw: Any) -> float:
+        return score(loaded, probe, task, batch_size=batch_size, **kw).mean_metric
+
+    clean = run()
+    drop = np.array([[run(site=s, q=q, generator=torch_generator(rng)) for q in test_rates] for s in sites])
+    noise = np.empty((len(sites), len(NOISE_SCALES)))
+    ablation = np.empty((len(sites), len(ABLATE_FRACTIONS)))
+    for j, s in enumerate(sites):
+        mean, sd = site_moments(loaded, probe, s, batch_size)
+        noise[j] = [run(site=s, writer=gaussian_noise(sd, c, torch_generator(rng))) for c in NOISE_SCALES]
+        ablation[j] = [run(site=s, writer=mean_ablation(top_variance_mask(sd, f), mean)) for f in ABLATE_FRACTIONS]
+    inputs = np.full(len(INPUT_RATES), np.nan)
+    for k, q in enumerate(INPUT_RATES):
+        site, writer, perturb = input_writer(sub.adapter, q, torch_generator(rng))
+        if writer is not None or perturb is not None:
+            inputs[k] = run(site=site, writer=writer, perturb_input=perturb)
+    return clean, drop, noise, ablation, inputs
+
+
 def measure_family(
     members: Sequence[tuple[float, Any]],
     *,
@@ -68,48 +111,42 @@ def measure_family(
     test_rates: Sequence[float] = TEST_RATES,
     batch_size: int = 8,
 ) -> FamilyMeasurements:
-    """`members`: (training rate, run-time Subject) pairs. For every member, layer (unit site) and
-    test-time rate q: the probe's mean metric under unit dropout; and each layer's spectrum."""
-    n_models = len(members)
+    """`members`: (training rate, run-time Subject) pairs. For every member: the probe's mean metric
+    under each perturbation (module docstring); and each layer's spectrum."""
     first = members[0][1]
     kind = unit_site_kind(first.adapter)
     sites = first.adapter.sites(kind)
-    perf = np.empty((n_models, len(sites), len(test_rates)))
-    clean = np.empty(n_models)
-    alpha = np.empty((n_models, len(sites)))
-    pr = np.empty_like(alpha)
-    r2 = np.empty_like(alpha)
+    runs = []
     chance, metric, higher = float("nan"), "", True
     spectra: dict[int, list[np.ndarray | None]] = {}
-    n_samples = 0
-    for i, (_, sub) in enumerate(members):
-        probe = sub.probe()
+    n_eff: list[int] = []
+    for _, sub in members:
         with compute_threads(sub.loaded.model):
-            task = task_for(sub.loaded, probe)
+            task = task_for(sub.loaded, sub.probe())
             chance, metric, higher = task.chance, task.metric, task.higher_is_better
-            clean[i] = score(sub.loaded, probe, task, batch_size=batch_size).mean_metric
-            for j, site in enumerate(sub.adapter.sites(kind)):
-                for k, q in enumerate(test_rates):
-                    perf[i, j, k] = score(sub.loaded, probe, task, site=site, q=q,
-                                          generator=torch_generator(rng), batch_size=batch_size).mean_metric
+            runs.append(_member_runs(sub, task, sub.adapter.sites(kind), rng, test_rates, batch_size))
             if id(sub) not in spectra:  # a model listed twice is one model: one spectrum
-                layers = sub.capture().get_kind(kind)
-                n_samples = layers[0].samples.shape[0]
-                spectra[id(sub)] = layer_spectra([data.samples for data in layers])
-    with blas_threads(1, enabled=small_width(max((e.shape[0] for es in spectra.values() for e in es if e is not None), default=0))):
+                spectra[id(sub)], n = _spectra(sub.capture().get_kind(kind))
+                n_eff.append(n)
+    clean = np.array([r[0] for r in runs])
+    alpha, pr, r2 = (np.empty((len(members), len(sites))) for _ in range(3))
+    width = max((e.shape[0] for es in spectra.values() for e in es if e is not None), default=0)
+    with blas_threads(1, enabled=small_width(width)):
         for j in range(len(sites)):
-            fits = fit_layer([spectra[id(sub)][j] for _, sub in members], n_samples,
+            fits = fit_layer([spectra[id(sub)][j] for _, sub in members], min(n_eff),
                              first.adapter.rank_bound(sites[j]))
             for i, fit in enumerate(fits):
                 alpha[i, j], pr[i, j], r2[i, j] = fit
-    from polyaudit.analyses.c5 import retained
-
+    inputs = np.stack([r[4] for r in runs])
     return FamilyMeasurements(
         rates=np.array([r for r, _ in members], dtype=float),
-        retained=retained(perf, clean, chance, higher),
+        retained=retained(np.stack([r[1] for r in runs]), clean, chance, higher),
         alpha=alpha, participation=pr, clean=clean, chance=chance,
         sites=tuple(s.name for s in sites), test_rates=tuple(test_rates), metric=metric,
         higher_is_better=higher, r2=r2,
+        noise=retained(np.stack([r[2] for r in runs]), clean, chance, higher),
+        ablation=retained(np.stack([r[3] for r in runs]), clean, chance, higher),
+        input_dropout=None if np.isnan(inputs).all() else retained(inputs, clean, chance, higher),
     )
 
 

@@ -6,7 +6,9 @@ average pooling, Linear, residual additions): codes and outputs come from a gate
 the WHOLE model (`polyaudit.interventions.module_walk.ModuleWalker`), with the point written into the
 site (the input, a ReLU's output or its input); crossings along a segment are EXACT. Codes count
 every unit of every feature map downstream of the site (all channels at all positions: the
-network's own polytope), not only the positions a `pos=` selector reads.
+network's own polytope), not only the positions a `pos=` selector reads. The frozen-code control
+(a point's output with every unit's state kept from an anchor) is the first piece of the walk
+anchor -> point continued to the point (`ModuleWalker.frozen`): exact.
 
 Units before the site see the same input in both rows of a walk, so they never cross; the walk
 still runs them (a ResNet's skip path carries them past the site).
@@ -21,12 +23,12 @@ import numpy as np
 import torch
 
 from polyaudit.errors import PolyauditError
-from polyaudit.interventions.downstream import Contexts, Work
+from polyaudit.interventions.downstream import Contexts, CountsWork, Work
 from polyaudit.interventions.module_walk import ModuleWalker
 from polyaudit.models.base import Adapter, Site
 
 
-class ModuleDownstream:
+class ModuleDownstream(CountsWork):
     """Exact evaluator of a ReLU network of any module structure (see the module docstring)."""
 
     exact = True
@@ -49,9 +51,22 @@ class ModuleDownstream:
         self.work = Work()
         self.n_units = -1
 
-    @property
-    def segment_evaluations(self) -> int:
-        return self.work.segment_evaluations
+    def frozen(self, anchors: np.ndarray, points: np.ndarray, ctx: np.ndarray | None, at_anchor: np.ndarray,
+               reach: np.ndarray) -> np.ndarray:
+        """Exact frozen-code outputs (log-probabilities) at `points`: one gated float64 forward of the
+        rows [anchors, points] (2 single-point forward equivalents per point)."""
+        t0 = time.perf_counter()
+        p0, p1 = np.asarray(anchors, dtype=np.float64), np.asarray(points, dtype=np.float64)
+        if self.site is None:
+            shape = self.inputs.shape[1:]
+            out = self.walker.frozen(p0.reshape(-1, *shape), p1.reshape(-1, *shape))
+        else:
+            if ctx is None:
+                raise PolyauditError("points written into a site need the inputs (contexts) they belong to")
+            out = self.walker.frozen(p0, p1, contexts=self.inputs[np.asarray(ctx, dtype=np.int64)])
+        self.work.control_evaluations += 2 * p0.shape[0]
+        self.work.seconds += time.perf_counter() - t0
+        return torch.log_softmax(torch.from_numpy(out), dim=-1).numpy()
 
     def _inputs(self, points: np.ndarray, ctx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         if self.site is None:

@@ -200,6 +200,33 @@ class ModuleWalker:
         self.n_units = int(codes.shape[1])
         return codes, out.reshape(out.shape[0], -1).numpy()
 
+    def frozen(self, starts: np.ndarray, ends: np.ndarray, *, contexts: np.ndarray | None = None,
+               batch: int = 64) -> np.ndarray:
+        """float64 [S, ...]: the network's output at ends[s] with every gate kept in the state it has
+        just past starts[s] towards ends[s] (the first piece of the walk starts[s] -> ends[s],
+        continued to its end): the step's output had it crossed no boundary. The network's inputs
+        (no site), or the site's activations with `contexts` the inputs they are written into."""
+        torch = self._torch
+        p0, p1 = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
+        if p0.shape != p1.shape:
+            raise PolyauditError(f"step ends of shapes {p0.shape} and {p1.shape} differ")
+        if self.write_call is not None and (contexts is None or contexts.shape[0] != p0.shape[0]):
+            raise PolyauditError("a step at a site needs the input (context) the site's activations belong to")
+        out = []
+        for lo in range(0, p0.shape[0], batch):
+            sl = slice(lo, lo + batch)
+            n = p0[sl].shape[0]
+            ends_ = np.concatenate([p0[sl], p1[sl]])
+            if self.write_call is None:
+                inputs, rows = torch.as_tensor(ends_), None
+            else:
+                assert contexts is not None
+                c = np.asarray(contexts[sl], dtype=np.float64)
+                inputs, rows = torch.as_tensor(np.concatenate([c, c])), torch.as_tensor(ends_)
+            y = self._run(inputs, rows, "walk", torch.zeros(n, dtype=torch.float64))
+            out.append(y.reshape(y.shape[0], -1)[n:].numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
     def walk(self, x0: np.ndarray, x1: np.ndarray, *, context: np.ndarray | None = None,
              max_pieces: int = 1_000_000) -> Crossings:
         """Exact crossings along x0 -> x1: the network's inputs (no site), or the site's activation

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyaudit.interventions.downstream import AdapterDownstream
+from polyaudit.interventions.downstream import AdapterDownstream, precise_logits
 from polyaudit.models.base import PrefixCache, Site
 
 MAX_MEMO = 2048  # prefix caches kept (one per context; small: layers x 2 x p x d)
@@ -49,7 +49,7 @@ class PrefixCachedDownstream(AdapterDownstream):
                 codes_parts.append((rows, codes, logp))
         n_units = codes_parts[0][1].shape[1]
         codes_all = np.empty((m, n_units), dtype=bool)
-        logp_all = np.empty((m, codes_parts[0][2].shape[1]), dtype=np.float32)
+        logp_all = np.empty((m, codes_parts[0][2].shape[1]), dtype=codes_parts[0][2].dtype)
         for rows, codes, logp in codes_parts:
             codes_all[rows] = codes
             logp_all[rows] = logp
@@ -93,4 +93,4 @@ class PrefixCachedDownstream(AdapterDownstream):
         with torch.inference_mode(), ad.hooks(reads=dict.fromkeys(self.later, reader), writes=writes):
             logits = ad.cached_logits(token, prefix)
         codes = torch.cat([read[s] for s in self.later], dim=1).numpy()
-        return codes, torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+        return codes, torch.log_softmax(precise_logits(logits), dim=-1).cpu().numpy()

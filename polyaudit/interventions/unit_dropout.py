@@ -7,6 +7,13 @@ Unit dropout at rate q zeroes every element of the site's tensor independently w
 activation is unchanged and a model trained with dropout p sees at q = p the perturbation it was
 trained on; at q = 1 every element is zeroed. Masks come from a seeded `torch.Generator`.
 
+Perturbations the models were not trained against (C5 family): Gaussian noise added to every unit
+(`gaussian_noise`, scaled by the unit's own SD over the probe), the units of highest variance over
+the probe set to their mean (`mean_ablation`), and dropout at the model's input (`input_writer`:
+the token embeddings of a token model, the input vector otherwise). A unit is a feature of a token
+model's site (pooled over real tokens), an element of a vector model's site tensor (a channel at a
+position of a CNN); `site_moments` measures their mean and SD.
+
 Which units: the `unit_site_kind` of the model. For plain networks (`nn.Sequential`) it is `resid`,
 the output of each nonlinearity, where the zoo's training dropout sits; for transformers it is
 `mlp_out`, the MLP block's output, where GPT-2, OPT and BERT apply their training-time
@@ -21,7 +28,9 @@ Scores, per task (`task_for`):
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +38,7 @@ import numpy as np
 import torch
 
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind, Writer
+from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind, StopForward, Writer
 from polyaudit.probes.base import ProbeSet
 
 TaskKind = Literal["classify", "reconstruct", "next_token", "self_token"]
@@ -45,16 +54,94 @@ def unit_dropout(q: float, generator: torch.Generator) -> Writer:
     """A site writer that zeroes each element with probability q and scales the rest by 1/(1-q)."""
     if not 0.0 <= q <= 1.0:
         raise PolyauditError(f"unit dropout rate must be in [0, 1], got {q}")
+    return lambda _site, t: _dropout(t, q, generator)
+
+
+def _dropout(t: torch.Tensor, q: float, generator: torch.Generator) -> torch.Tensor:
+    if q == 0.0:
+        return t
+    if q == 1.0:
+        return torch.zeros_like(t)
+    keep = torch.rand(t.shape, generator=generator, dtype=torch.float32) >= q
+    return t * keep.to(device=t.device, dtype=t.dtype) / (1.0 - q)
+
+
+def _on(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return x.to(device=t.device, dtype=t.dtype)
+
+
+def gaussian_noise(sd: torch.Tensor, scale: float, generator: torch.Generator) -> Writer:
+    """A site writer that adds scale x sd x N(0, 1) to every element (`sd` [unit shape]: each unit's
+    SD, broadcast over the batch and, for tokens, the positions)."""
 
     def write(_site: Site, t: torch.Tensor) -> torch.Tensor:
-        if q == 0.0:
-            return t
-        if q == 1.0:
-            return torch.zeros_like(t)
-        keep = torch.rand(t.shape, generator=generator, dtype=torch.float32) >= q
-        return t * keep.to(device=t.device, dtype=t.dtype) / (1.0 - q)
+        noise = torch.randn(t.shape, generator=generator, dtype=torch.float32)
+        return t + _on(t, noise) * _on(t, scale * sd)
 
     return write
+
+
+def mean_ablation(mask: torch.Tensor, mean: torch.Tensor) -> Writer:
+    """A site writer that sets the units in `mask` [unit shape] to their `mean` over the probe."""
+
+    def write(_site: Site, t: torch.Tensor) -> torch.Tensor:
+        return torch.where(_on(t, mask).bool(), _on(t, mean).expand_as(t), t)
+
+    return write
+
+
+def top_variance_mask(sd: torch.Tensor, fraction: float) -> torch.Tensor:
+    """bool [unit shape]: the max(1, round(fraction x units)) units of largest SD."""
+    flat = sd.reshape(-1)
+    k = max(1, round(fraction * flat.numel()))
+    mask = torch.zeros(flat.numel(), dtype=torch.bool)
+    mask[torch.argsort(flat, descending=True, stable=True)[:k]] = True
+    return mask.reshape(sd.shape)
+
+
+@torch.inference_mode()
+def site_moments(loaded: LoadedModel, probe: ProbeSet, site: Site, batch_size: int = 8
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, SD) of each unit of `site` over the probe (float64, CPU): per feature over the real
+    tokens of a token probe, per element of an input's tensor otherwise."""
+    adapter = loaded.adapter
+    total = sq = None
+    count = 0.0
+    got: list[torch.Tensor] = []
+
+    def read(_site: Site, t: torch.Tensor) -> None:
+        got.append(t.detach().double().cpu())
+
+    for lo, hi in _batches(probe, batch_size):
+        x = probe.inputs[lo:hi]
+        mask = None if probe.attention_mask is None else probe.attention_mask[lo:hi]
+        with adapter.hooks(reads={site: read}, stop_when_done=True), contextlib.suppress(StopForward):
+            adapter.logits(x, mask)
+        t = got.pop()
+        if probe.kind == "tokens":
+            w = (torch.ones(t.shape[:2]) if mask is None else mask.double().cpu())[..., None]
+            s1, s2, c = (w * t).sum((0, 1)), (w * t * t).sum((0, 1)), float(w.sum())
+        else:
+            s1, s2, c = t.sum(0), (t * t).sum(0), float(t.shape[0])
+        total = s1 if total is None else total + s1
+        sq = s2 if sq is None else sq + s2
+        count += c
+    if total is None or sq is None or count < 2:
+        raise PolyauditError(f"the probe has too few samples for the spread of {site.name}")
+    mean = total / count
+    return mean, torch.sqrt(torch.clamp(sq / count - mean * mean, min=0.0))
+
+
+def input_writer(adapter: Adapter, q: float, generator: torch.Generator
+                 ) -> tuple[Site | None, Writer | None, Callable[[torch.Tensor], torch.Tensor] | None]:
+    """Dropout at rate q at the model's input: (site, writer) on a token model's input embeddings, or
+    a function applied to a vector model's inputs; (None, None, None) for a token model whose
+    adapter names no embedding site."""
+    if adapter.input_kind == "tokens":
+        site = adapter.input_embedding_site()
+        return (site, unit_dropout(q, generator), None) if site is not None else (None, None, None)
+    unit_dropout(q, generator)  # checks q
+    return None, None, lambda x: _dropout(x, q, generator)
 
 
 @dataclass(frozen=True)
@@ -138,21 +225,25 @@ def score(
     q: float = 0.0,
     generator: torch.Generator | None = None,
     batch_size: int = 8,
+    writer: Writer | None = None,
+    perturb_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Scores:
-    """Scores over the whole probe, with unit dropout at rate q at `site` (none when site is None)."""
+    """Scores over the whole probe, with unit dropout at rate q at `site` (none when site is None),
+    or `writer` at `site` instead; `perturb_input` changes the inputs fed to the model (a
+    reconstruction is still scored against the clean input)."""
     adapter = loaded.adapter
-    writer: Writer | None = None
-    if site is not None and q > 0:
+    if writer is None and site is not None and q > 0:
         writer = unit_dropout(q, generator or torch.Generator().manual_seed(0))
     metric: list[torch.Tensor] = []
     loss: list[torch.Tensor] = []
     for lo, hi in _batches(probe, batch_size):
         x = probe.inputs[lo:hi]
         mask = None if probe.attention_mask is None else probe.attention_mask[lo:hi]
-        if writer is None:
-            out = adapter.logits(x, mask)
+        fed = x if perturb_input is None else perturb_input(x)
+        if writer is None or site is None:
+            out = adapter.logits(fed, mask)
         else:
-            out = adapter.run_with_replacement(x, mask, site, writer)  # type: ignore[arg-type]
+            out = adapter.run_with_replacement(fed, mask, site, writer)
         out = out.detach().cpu()
         if task.kind == "classify":
             y = torch.from_numpy(np.asarray(probe.input_labels[lo:hi], dtype=np.int64))  # type: ignore[index]

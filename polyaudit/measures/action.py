@@ -131,3 +131,12 @@ def action_standard_error(traj: np.ndarray, n_proj: int, closed: bool = True) ->
     d = successive_differences(a[0], closed)
     g = d @ d.T / a.shape[2]  # same non-zero eigenvalues as Sigma = D^T D / m, smaller when T < m
     return float(0.5 * np.sqrt(2.0 * np.sum(g * g) / n_proj))
+
+
+def loop_frames(traj: np.ndarray) -> np.ndarray:
+    """float64 [K * T, m]: every frame of every loop of `traj` ([T, m] or [K, T, m]), centred on its
+    own loop's mean. Their covariance is the stimulus ensemble's within-loop covariance: the
+    spectrum whose decay the action along the loop is compared with (its trace is the projected
+    spread `projection_energies` divides by, up to the projections' 1/m)."""
+    a = _as_loops(traj)
+    return (a - a.mean(axis=1, keepdims=True)).reshape(-1, a.shape[2])

@@ -8,8 +8,11 @@
 - `neuron_clusters`: each sample to its most active unit among the K units that are most often the
   most active one (so the partition has K parts like the others).
 - `random_hyperplane_codes`: the control: codes of as many random hyperplanes as the layer has
-  units, each with the on/off balance of one real unit, clustered like spline codes; it asks
-  whether the ORIENTATION of the network's own boundaries matters.
+  units (the layer's own frame of coordinate planes, rotated at random), each with the on/off
+  balance of one real unit, clustered like spline codes; it asks whether the ORIENTATION of the
+  network's own boundaries matters.
+
+`partitions` cuts the same samples all four ways (one child generator per method).
 
 Every function takes an explicit `numpy.random.Generator`; sklearn gets an integer drawn from it.
 `cluster_sizes` summarises a partition and flags a degenerate one (largest cluster above
@@ -46,6 +49,13 @@ class ClusterSizes:
     def n_clusters(self) -> int:
         return len(self.sizes)
 
+    @property
+    def effective_k(self) -> float:
+        """2^H(cluster): the number of equal clusters with the same size entropy."""
+        p = np.asarray(self.sizes, dtype=np.float64) / max(self.n, 1)
+        p = p[p > 0]
+        return float(2.0 ** -(p * np.log2(p)).sum())
+
     def degenerate(self, max_fraction: float = MAX_FRACTION) -> bool:
         return not self.largest_fraction <= max_fraction
 
@@ -55,6 +65,7 @@ class ClusterSizes:
             "k_requested": self.k_requested,
             "n_clusters": self.n_clusters,
             "largest_fraction": round(self.largest_fraction, 4),
+            "effective_k": round(self.effective_k, 3),
             "sizes": list(self.sizes),
             "median_size": float(np.median(s)) if s.size else 0.0,
             "singletons": int(np.sum(s == 1)),
@@ -76,9 +87,10 @@ def _check(x: np.ndarray, k: int, what: str) -> np.ndarray:
     return a
 
 
-def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 3,
+def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 1,
            max_iter: int = 100) -> np.ndarray:
-    """int [n]: Lloyd k-means (k-means++ init, best of `n_init`) on float64 rows. With fewer
+    """int [n]: Lloyd k-means (k-means++ init, best of `n_init`: one, scikit-learn's own default
+    for k-means++, as C1 averages independent restarts anyway) on float64 rows. With fewer
     distinct points than k some clusters stay empty (`cluster_sizes` shows it). Runs on one thread
     (OpenMP and BLAS): at these sizes threads cost more than they save, badly so on a busy machine,
     and the result does not depend on the core count."""
@@ -103,15 +115,17 @@ def signed_codes(codes: np.ndarray) -> np.ndarray:
     return np.where(c[:, varying], np.float32(1.0), np.float32(-1.0))
 
 
-def polytope_clusters(codes: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 3) -> np.ndarray:
-    """int [n]: K clusters of spline codes in Hamming geometry (k-means on +-1 codes)."""
+def polytope_clusters(codes: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 1) -> np.ndarray:
+    """int [n]: K clusters of spline codes in Hamming geometry (k-means on +-1 codes). When every
+    sample has the same code there is one region: one cluster (a degenerate partition, reported by
+    `cluster_sizes`, not an error)."""
     s = signed_codes(_check(codes, k, "spline codes"))
     if s.shape[1] == 0:
-        raise PolyauditError("every sample has the same spline code: no polytope clusters to form")
+        return np.zeros(s.shape[0], dtype=np.int64)
     return kmeans(s, k, rng, n_init=n_init)
 
 
-def direction_clusters(acts: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 3) -> np.ndarray:
+def direction_clusters(acts: np.ndarray, k: int, rng: np.random.Generator, n_init: int = 1) -> np.ndarray:
     """int [n]: K clusters of activation directions (k-means on L2-normalised rows)."""
     a = np.asarray(_check(acts, k, "activations"), dtype=np.float64)
     norms = np.linalg.norm(a, axis=1, keepdims=True)
@@ -134,10 +148,23 @@ def neuron_clusters(acts: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(top[np.argmax(a[:, top], axis=1)], dtype=np.int64)
 
 
+def random_frame(d: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """[d, m] unit normals: the axes of a uniformly random rotation of R^d (Haar), m > d in several
+    independent rotations. The layer's own hyperplanes are the coordinate planes of its activation
+    space, an orthonormal frame; the control is that frame rotated at random (iid Gaussian normals
+    would cut more redundantly, and a random layer's own frame would then look oriented)."""
+    blocks = []
+    for _ in range(-(-m // d)):
+        q, r = np.linalg.qr(rng.standard_normal((d, d)))
+        blocks.append(q * np.where(np.diag(r) < 0, -1.0, 1.0))
+    return np.concatenate(blocks, axis=1)[:, :m]
+
+
 def random_hyperplane_codes(acts: np.ndarray, on_fraction: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """bool [n, m]: sides of m = len(on_fraction) random hyperplanes (Gaussian normals), hyperplane
-    j offset so that round(on_fraction[j] * n) samples lie on its positive side: random
-    orientations with the same balance as the layer's own units (on_fraction = codes.mean(0))."""
+    """bool [n, m]: sides of m = len(on_fraction) random hyperplanes (the axes of a random rotation,
+    `random_frame`), hyperplane j offset so that round(on_fraction[j] * n) samples lie on its
+    positive side: random orientations with the same balance as the layer's own units
+    (on_fraction = codes.mean(0))."""
     a = np.asarray(acts, dtype=np.float64)
     frac = np.asarray(on_fraction, dtype=np.float64).reshape(-1)
     if a.ndim != 2 or frac.size < 1 or np.any((frac < 0) | (frac > 1)):
@@ -145,9 +172,40 @@ def random_hyperplane_codes(acts: np.ndarray, on_fraction: np.ndarray, rng: np.r
             f"random hyperplanes need activations [n, d] and on-fractions in [0, 1], got {a.shape}, {frac.size}"
         )
     n = a.shape[0]
-    proj = a @ rng.standard_normal((a.shape[1], frac.size))
+    proj = a @ random_frame(a.shape[1], frac.size, rng)
     n_on = np.rint(frac * n).astype(np.int64)
     ordered = np.sort(proj, axis=0)
     cols = np.arange(frac.size)
     thr = ordered[np.clip(n - n_on, 0, n - 1), cols]
     return np.where(n_on[None, :] == 0, False, proj >= thr[None, :])
+
+
+METHODS: tuple[str, ...] = ("polytope", "direction", "neuron", "random")
+
+
+def partitions(acts: np.ndarray, codes: np.ndarray, k: int, rng: np.random.Generator,
+               methods: tuple[str, ...] = METHODS, errors: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Cluster ids [n] of each method (one child generator per method of METHODS, in that order).
+    With `errors`, a baseline that cannot be built (e.g. fewer units than K for `neuron`, as in a
+    CNN layer with few channels) is left out and its reason stored there; else it raises."""
+    seeds = rng.spawn(len(METHODS))
+    out: dict[str, np.ndarray] = {}
+    for method, g in zip(METHODS, seeds, strict=True):
+        if method not in methods:
+            continue
+        if method == "polytope":
+            out[method] = polytope_clusters(codes, k, g)
+            continue
+        try:
+            if method == "direction":
+                out[method] = direction_clusters(acts, k, g)
+            elif method == "neuron":
+                out[method] = neuron_clusters(acts, k)
+            else:
+                planes = random_hyperplane_codes(acts, np.asarray(codes).mean(axis=0), g)
+                out[method] = polytope_clusters(planes, k, g)
+        except PolyauditError as e:
+            if errors is None:
+                raise
+            errors[method] = str(e)
+    return out

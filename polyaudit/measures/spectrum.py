@@ -250,27 +250,24 @@ def fit_power_law(
     *,
     n_samples: int | None = None,
 ) -> PowerLawFit:
-    """Huber regression (scikit-learn's HuberRegressor, epsilon 1.35, no penalty) of log lambda_r
-    on log r over ranks lo..hi. r2 is that fit's coefficient of determination on the range (1 for
-    an exactly flat spectrum, alpha = 0).
+    """Huber regression (the minimiser of scikit-learn's HuberRegressor objective, epsilon 1.35, no
+    penalty, scale estimated jointly: `stats.huber_lines`, the same estimator as the bootstrap
+    replicates) of log lambda_r on log r over ranks lo..hi. r2 is that fit's coefficient of
+    determination on the range (1 for an exactly flat spectrum, alpha = 0).
 
     ranks=None: `default_ranks(n, d)` with n = `n_samples` when given, else n_pos + 1 (n_pos:
     positive eigenvalues; the fewest samples that could give them, so the conservative choice),
     and d = the length, or n_pos when the rank is below min(n - 1, length) (constant or dependent
     columns leave fewer directions than dimensions)."""
-    # here, not at the top: scikit-learn is slow to import
-    from sklearn.linear_model import HuberRegressor
-
     ev = _spectrum(eigvals)
     lo, hi = _range_for(ev, ranks, n_samples)
     x = np.log(np.arange(lo, hi + 1, dtype=np.float64))
     y = np.log(ev[lo - 1 : hi])
-    # centred inputs: the optimiser sees the same problem whatever the data's scale (alpha exactly
+    # centred inputs: the solver sees the same problem whatever the data's scale (alpha exactly
     # scale-invariant, not only up to the solver's tolerance) and a well-conditioned one
-    model = HuberRegressor(epsilon=HUBER_EPSILON, alpha=0.0, max_iter=1000, tol=1e-9)
-    model.fit((x - x.mean())[:, None], y - y.mean())
-    alpha = float(model.coef_[0])
-    intercept = float(y.mean() + model.intercept_ - alpha * x.mean())
+    slopes, icpts = huber_lines(x - x.mean(), (y - y.mean())[None, :], HUBER_EPSILON)
+    alpha = float(slopes[0])
+    intercept = float(y.mean() + icpts[0] - alpha * x.mean())
     ss_res = float(np.sum((y - intercept - alpha * x) ** 2))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
@@ -352,8 +349,18 @@ def _coupling(scores: np.ndarray, lam: np.ndarray, head: np.ndarray, k: int, hi:
     return shift / max(1, len(resamples))
 
 
-def _replicate_alphas(eig: np.ndarray, scores: np.ndarray, ranks: tuple[int, int],
-                      resamples: Sequence[np.ndarray], max_dim: int | None = None) -> np.ndarray:
+def _one_eigs(head: np.ndarray, s: np.ndarray, idx: np.ndarray, hi: int) -> np.ndarray:
+    """The top hi eigenvalues of one resample's covariance on the kept axes."""
+    h, mh, big_n = _weighted(head, idx, head.shape[0])
+    gram = np.triu(ssyrk(1.0, h.T, trans=0)).astype(np.float64)  # h.T is Fortran-ordered: no copy
+    gram = gram + np.triu(gram, 1).T
+    cov = (gram - big_n * np.outer(mh, mh)) / (big_n - 1)
+    return np.linalg.eigvalsh(cov * s[:, None] * s[None, :])[::-1][:hi]
+
+
+def _replicate_logs(eig: np.ndarray, scores: np.ndarray, ranks: tuple[int, int],
+                    resamples: Sequence[np.ndarray], max_dim: int | None = None) -> np.ndarray:
+    """[B, hi - lo + 1] log eigenvalues lo..hi of each resample (NaN rows where one is zero)."""
     lo, hi = ranks
     n, m = scores.shape
     lam = eig[:m]
@@ -365,23 +372,28 @@ def _replicate_alphas(eig: np.ndarray, scores: np.ndarray, ranks: tuple[int, int
             raise PolyauditError(f"resample {b} is not an array of 2+ row indices in [0, {n})")
     k = _basis_dim(lam, hi, n, max_dim)
     s = np.sqrt(lam[:k])
-    logs = np.full((len(idxs), hi - lo + 1), np.nan)
     head = _whitened(scores, lam, slice(0, k))
     shift = _coupling(scores, lam, head, k, hi, idxs[:N_COUPLING])
-    for b, idx in enumerate(idxs):
-        h, mh, big_n = _weighted(head, idx, n)
-        gram = np.triu(ssyrk(1.0, h.T, trans=0)).astype(np.float64)  # h.T is Fortran-ordered: no copy
-        gram = gram + np.triu(gram, 1).T
-        cov = (gram - big_n * np.outer(mh, mh)) / (big_n - 1)
-        mu = np.linalg.eigvalsh(cov * s[:, None] * s[None, :])[::-1][:hi] + shift
-        seg = mu[lo - 1 : hi]
-        if seg.min() > mu[0] * max(n, k) * _EPS:
-            logs[b] = np.log(seg)
-    out = np.full(len(idxs), np.nan)
+    mus = np.stack([_one_eigs(head, s, idx, hi) for idx in idxs]) + shift
+    seg = mus[:, lo - 1 : hi]
+    logs = np.full(seg.shape, np.nan)
+    good = seg.min(axis=1) > mus[:, 0] * max(n, k) * _EPS
+    logs[good] = np.log(seg[good])
+    return logs
+
+
+def _slopes(logs: np.ndarray, ranks: tuple[int, int]) -> np.ndarray:
+    """Huber slope of every row of `logs` on log rank (NaN rows stay NaN), in one call."""
+    out = np.full(logs.shape[0], np.nan)
     ok = np.all(np.isfinite(logs), axis=1)
     if ok.any():
-        out[ok] = huber_lines(np.log(np.arange(lo, hi + 1.0)), logs[ok], HUBER_EPSILON)[0]
+        out[ok] = huber_lines(np.log(np.arange(ranks[0], ranks[1] + 1.0)), logs[ok], HUBER_EPSILON)[0]
     return out
+
+
+def _replicate_alphas(eig: np.ndarray, scores: np.ndarray, ranks: tuple[int, int],
+                      resamples: Sequence[np.ndarray], max_dim: int | None = None) -> np.ndarray:
+    return _slopes(_replicate_logs(eig, scores, ranks, resamples, max_dim), ranks)
 
 
 def bootstrap_alphas(
@@ -407,6 +419,24 @@ def bootstrap_alphas(
             eig, scores = _checked(decomposition, np.shape(acts)[0] if np.ndim(acts) == 2 else -1)
         lo_hi = _range_for(_spectrum(eig), ranks, scores.shape[0])
         return _replicate_alphas(eig, scores, lo_hi, resamples, max_dim)
+
+
+def paired_bootstrap_alphas(
+    layers: Sequence[np.ndarray],
+    ranks: tuple[int, int],
+    resamples: Sequence[np.ndarray],
+    *,
+    decompositions: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> np.ndarray:
+    """[L, B] `bootstrap_alphas` of every layer (same rows, e.g. a model's layers) over one rank range
+    with the same resamples: a paired bootstrap. One thread limit and one robust fit for all."""
+    with blas_threads(1):
+        logs = []
+        for i, acts in enumerate(layers):
+            part = decompose(acts) if decompositions is None else decompositions[i]
+            eig, scores = _checked(part, np.shape(acts)[0])
+            logs.append(_replicate_logs(eig, scores, _range_for(_spectrum(eig), ranks, scores.shape[0]), resamples))
+        return _slopes(np.concatenate(logs), ranks).reshape(len(layers), -1)
 
 
 def alpha_with_ci(

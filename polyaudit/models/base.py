@@ -115,6 +115,18 @@ class PrefixCache:
     length: int
 
 
+@dataclass(frozen=True)
+class OwnStates:
+    """One forward of a few inputs in which the adapter read every site and the model reported its
+    own hidden states (`Adapter.own_states`), for the activation parity check
+    (`polyaudit.models.parity`)."""
+
+    hidden: tuple[Any, ...]  # the model's own hidden states: [0] the embeddings, [l + 1] after block l
+    reads: dict[Site, Any]  # what the adapter read at each of its sites, in the same forward
+    final: Callable[[Any], Any] | None = None  # what the model applies to the last block's output first
+    mlp_out: Callable[[int, Any], Any] | None = None  # layer, mlp_pre -> the MLP output it implies
+
+
 class StopForward(Exception):
     """Raised by a hook once every requested site has fired: ends the truncated forward."""
 
@@ -229,6 +241,11 @@ class Adapter:
     def input_embedding_weight(self) -> torch.Tensor:
         """The token embedding table [vocab, d] the `input_embedding_site` looks rows up in."""
         raise PolyauditError(f"the {self.family} adapter names no input embedding table")
+
+    def own_states(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> OwnStates | None:
+        """The model's own view of its hidden states beside what this adapter reads (one forward);
+        None when the model reports none (then there is nothing independent to check against)."""
+        return None
 
     def prefix_cache(self, ids: torch.Tensor) -> PrefixCache:
         """The key/value cache of one token prefix `ids` [1, p] (capabilities.prefix_cache)."""
@@ -396,8 +413,11 @@ class LoadedModel:
 def model_id(spec: str) -> str:
     """Short readable id of a model spec, for test ids and report folders:
     `gpt2`, `EleutherAI/pythia-70m` -> `pythia-70m`, `./ckpt/` -> `ckpt`,
-    `zoo:mlp-digits?dropout=0.4&seed=1` -> `zoo:mlp-digits-dropout0.4-seed1`, `pkg.mod:make` -> `pkg.mod:make`."""
+    `zoo:mlp-digits?dropout=0.4&seed=1` -> `zoo:mlp-digits-dropout0.4-seed1`, `pkg.mod:make` -> `pkg.mod:make`,
+    an in-memory model of the Python API `polyaudit.api:my_model` -> `my_model`."""
     s = spec.strip().rstrip("/")
+    if s.startswith("polyaudit.api:"):
+        return s.partition(":")[2]
     if s.startswith("zoo:") or ("?" in s and ":" in s.partition("?")[0]):  # zoo, factory?pos=...
         return s.replace("?", "-").replace("&", "-").replace("=", "")
     if "/" in s or s.startswith((".", "~")):

@@ -17,6 +17,7 @@ transformers `PreTrainedModel` of a known family. The probe becomes a "vectors" 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,11 +138,26 @@ def _own_adapter(spec: str, adapter: Adapter, pos: str | None) -> nn.Module:
     return model
 
 
-def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Module, Adapter, Any]:
-    """Call the factory: (model in eval mode with grads off, its adapter, its probe or None).
-    `params`: the spec's `?pos=` (a CNN's position selector)."""
+def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Module, Adapter, Any, nn.Module | None, Any]:
+    """Call the factory: (model in eval mode with grads off, its adapter, its probe or None, its own
+    control twin or None). `params`: the spec's `?pos=` (a CNN's position selector). A factory
+    returns a module or an adapter, `(module, probe)`, or a mapping with `model` (or `adapter`) and
+    optionally `probe` and `control` (the same architecture, untrained or otherwise without what
+    training taught it: used by --control=init) and `tokenizer` (a Hugging Face model's). Returns
+    (model, adapter, probe, control, tokenizer)."""
     result = _import(spec)()
     probe_raw: Any = None
+    control: Any = None
+    tokenizer: Any = None
+    if isinstance(result, Mapping):
+        unknown = sorted(set(result) - {"model", "adapter", "probe", "control", "tokenizer"})
+        if unknown or not ({"model", "adapter"} & set(result)):
+            raise PolyauditError(
+                f"factory {spec!r} returned a mapping with keys {sorted(result)}: give 'model' (or 'adapter') "
+                "and optionally 'probe', 'control' and 'tokenizer'")
+        control, probe_raw = result.get("control"), result.get("probe")
+        tokenizer = result.get("tokenizer")
+        result = result.get("adapter", result.get("model"))
     if isinstance(result, tuple):
         if len(result) != 2:
             raise PolyauditError(
@@ -165,4 +181,22 @@ def load_factory(spec: str, params: dict[str, str] | None = None) -> tuple[nn.Mo
     kind = getattr(probe, "kind", "vectors")
     if probe is not None and adapter.input_kind == "vectors" and kind != "vectors":
         raise PolyauditError(f"factory {spec!r} returned a {kind} probe for a vector model")
-    return model, adapter, probe
+    if control is not None:
+        control = _checked_control(spec, model, control)
+    return model, adapter, probe, control, tokenizer
+
+
+def _checked_control(spec: str, model: nn.Module, control: Any) -> nn.Module:
+    """A factory's own control: a module with exactly the model's parameter names and shapes."""
+    if isinstance(control, Adapter):
+        control = control.model
+    if not isinstance(control, nn.Module):
+        raise PolyauditError(f"factory {spec!r} returned a control of type {type(control).__name__}: "
+                             "return an nn.Module of the model's architecture")
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in control.state_dict().items()}
+    if mine != theirs:
+        diff = sorted(set(mine) ^ set(theirs)) or [k for k in mine if mine[k] != theirs.get(k)]
+        raise PolyauditError(f"factory {spec!r} returned a control whose weights differ from the model's "
+                             f"(e.g. {diff[0]}): return the same architecture")
+    return control.eval()

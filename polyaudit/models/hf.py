@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Mapping
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from polyaudit.models.base import (
     PIECEWISE_LINEAR,
     Adapter,
     Capabilities,
+    OwnStates,
     PrefixCache,
     Reader,
     Site,
@@ -52,14 +55,23 @@ class Layout:
     encoder: bool = False
     flat_mlp: bool = False  # MLP on [batch * seq, d] (OPT): sites viewed as [batch, seq, d]
     gated: bool = False  # mlp_pre is the gate input of a gated MLP
+    # activation parity (polyaudit.models.parity): the MLP's activation and down projection relative
+    # to a block (mlp_out == down(act(mlp_pre)) for non-gated MLPs), and the final norm's name, which
+    # the model applies to the last block's output before it reports it as a hidden state
+    act: str | None = None
+    down: str | None = None
+    final_norm: tuple[str, ...] = ()
 
 
 _GATED = "llama mistral qwen2 qwen3 gemma gemma2 gemma3_text olmo olmo2 granite"
 LAYOUTS: tuple[Layout, ...] = (
-    Layout("gpt2", frozenset({"gpt2"}), "h", "mlp.c_fc", "mlp"),
-    Layout("gpt_neox", frozenset({"gpt_neox"}), "layers", "mlp.dense_h_to_4h", "mlp"),
-    Layout("llama", frozenset(_GATED.split()), "layers", "mlp.gate_proj", "mlp", gated=True),
-    Layout("opt", frozenset({"opt"}), "layers", "fc1", "fc2", flat_mlp=True),
+    Layout("gpt2", frozenset({"gpt2"}), "h", "mlp.c_fc", "mlp", act="mlp.act", down="mlp.c_proj",
+           final_norm=("ln_f",)),
+    Layout("gpt_neox", frozenset({"gpt_neox"}), "layers", "mlp.dense_h_to_4h", "mlp", act="mlp.act",
+           down="mlp.dense_4h_to_h", final_norm=("final_layer_norm",)),
+    Layout("llama", frozenset(_GATED.split()), "layers", "mlp.gate_proj", "mlp", gated=True, final_norm=("norm",)),
+    Layout("opt", frozenset({"opt"}), "layers", "fc1", "fc2", flat_mlp=True, act="activation_fn", down="fc2",
+           final_norm=("final_layer_norm", "project_out")),
     Layout(
         "bert",
         frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"}),
@@ -67,6 +79,8 @@ LAYOUTS: tuple[Layout, ...] = (
         "intermediate.dense",
         "output.dense",
         encoder=True,
+        act="intermediate.intermediate_act_fn",
+        down="output.dense",
     ),
 )
 KNOWN_FAMILIES = (
@@ -195,6 +209,62 @@ class HFAdapter(Adapter):
         return _first(output)
 
     # --- model accesses ----------------------------------------------------------------------
+    @torch.inference_mode()
+    def own_states(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> OwnStates | None:
+        reads: dict[Site, torch.Tensor] = {}
+
+        def keep(site: Site, t: torch.Tensor) -> None:
+            reads[site] = t.detach().clone()
+
+        sites = [s for kind in self.site_kinds for s in self.sites(kind)]
+        kwargs: dict[str, Any] = {"input_ids": self.prepare(inputs), "return_dict": True, "output_hidden_states": True}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask.to(self.device)
+        if self._use_cache:
+            kwargs["use_cache"] = False
+        with self.hooks(reads=dict.fromkeys(sites, keep)):
+            out = self.model(**kwargs)
+        hidden = getattr(out, "hidden_states", None)
+        if not hidden:
+            return None
+        return OwnStates(tuple(hidden), reads, self._final(), self._mlp_out())
+
+    def _final(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The modules the model applies to the last block's output before it reports it (final
+        norm, projection), found beside the block list."""
+        base = self.blocks.rpartition(".")[0]
+        mods = []
+        for name in self.layout.final_norm:
+            path = f"{base}.{name}" if base else name
+            mod = self.model.get_submodule(path) if _has(self.model, path) else None
+            if isinstance(mod, nn.Module):
+                mods.append(mod)
+        if not mods:
+            return None
+
+        def apply(t: torch.Tensor) -> torch.Tensor:
+            for mod in mods:
+                t = mod(t)
+            return t
+
+        return apply
+
+    def _mlp_out(self) -> Callable[[int, torch.Tensor], torch.Tensor] | None:
+        """mlp_pre -> the MLP output it implies (down(act(pre))), for non-gated MLPs."""
+        lay = self.layout
+        if lay.gated or lay.act is None or lay.down is None:
+            return None
+        act_path, down_path = lay.act, lay.down
+
+        def recompute(layer: int, pre: torch.Tensor) -> torch.Tensor:
+            block = self.model.get_submodule(f"{self.blocks}.{layer}")
+            act: Any = block
+            for part in act_path.split("."):
+                act = getattr(act, part)
+            return block.get_submodule(down_path)(act(pre))
+
+        return recompute
+
     @property
     def vocab_size(self) -> int | None:
         value = getattr(getattr(self.model, "config", None), "vocab_size", None)
@@ -232,19 +302,26 @@ class HFAdapter(Adapter):
         ids = ids.to(self.device)
         out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
                          return_dict=True)
-        return PrefixCache(out.past_key_values, int(ids.shape[1]))
+        return PrefixCache(getattr(out, self._cache_name), int(ids.shape[1]))
 
     @torch.inference_mode()
     def cached_logits(self, tokens: torch.Tensor, prefix: PrefixCache) -> torch.Tensor:
         if not self.capabilities.prefix_cache:
             return super().cached_logits(tokens, prefix)
         b = int(tokens.shape[0])
-        past = copy.deepcopy(prefix.state)
-        past.batch_repeat_interleave(b)
+        past = _repeat_cache(prefix.state, b)
         attention = torch.ones((b, prefix.length + 1), dtype=torch.long, device=self.device)
-        out = self.model(input_ids=tokens.to(self.device), attention_mask=attention, past_key_values=past,
-                         use_cache=True, return_dict=True)
+        kwargs = {self._cache_name: past}
+        out = self.model(input_ids=tokens.to(self.device), attention_mask=attention, use_cache=True,
+                         return_dict=True, **kwargs)
         return self._logits(out)[:, -1]
+
+    @functools.cached_property
+    def _cache_name(self) -> str:
+        """The key/value cache's name in this transformers release's forward and outputs: `cache`
+        (transformers 5), `past_key_values` (before; deprecated in 5)."""
+        params = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -252,6 +329,18 @@ class HFAdapter(Adapter):
             "blocks": self.blocks,
             "model_type": getattr(getattr(self.model, "config", None), "model_type", None),
         }
+
+
+def _repeat_cache(state: Any, b: int) -> Any:
+    """A copy of a one-row key/value cache repeated to b rows: a Cache object (transformers'
+    `batch_repeat_interleave`), or the legacy tuple of (key, value) tensors of older releases."""
+    if hasattr(state, "batch_repeat_interleave"):
+        past = copy.deepcopy(state)
+        past.batch_repeat_interleave(b)
+        return past
+    if isinstance(state, torch.Tensor):
+        return state.repeat_interleave(b, dim=0)
+    return type(state)(_repeat_cache(s, b) for s in state)
 
 
 def make_hf_adapter(model: nn.Module) -> HFAdapter:

@@ -134,6 +134,18 @@ def _snapshot_folder(target: str, revision: str | None, cache_dir: str | None) -
     return os.path.dirname(path) if isinstance(path, str) else None
 
 
+def _dtype_and_pickle_kwargs(torch_dtype: Any) -> dict[str, Any]:
+    """`from_pretrained` keywords for the weights' dtype and safe unpickling, in this transformers
+    release's names: `dtype` and `weights_only` from 4.56 on; before, `torch_dtype` (and its loader
+    already calls torch.load with weights_only=True)."""
+    from packaging.version import Version
+    from transformers import __version__
+
+    if Version(__version__) >= Version("4.56"):
+        return {"dtype": torch_dtype, "weights_only": True}
+    return {"torch_dtype": torch_dtype}
+
+
 def max_positions(config: Any) -> int | None:
     for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len"):
         value = getattr(config, attr, None)
@@ -189,10 +201,9 @@ def load_hf(
                 candidate, info = cls.from_pretrained(
                     target,
                     config=config,
-                    dtype=torch_dtype,
                     device_map=device_map,
-                    weights_only=True,
                     output_loading_info=True,
+                    **_dtype_and_pickle_kwargs(torch_dtype),
                     **hub,
                 )
             except (

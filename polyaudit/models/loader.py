@@ -169,7 +169,7 @@ def load_model(
         from polyaudit.models.factory import load_factory
         from polyaudit.models.hf_load import max_positions
 
-        net, adapter, probe = load_factory(parsed.target, parsed.params)
+        net, adapter, probe, control, tok = load_factory(parsed.target, parsed.params)
         net = _place(net, device, dtype)
         tokens = adapter.input_kind == "tokens"
         loaded = LoadedModel(
@@ -177,10 +177,10 @@ def load_model(
             model=net,
             adapter=adapter,
             probe=probe,
-            tokenizer=_local_tokenizer(net) if tokens else None,
+            tokenizer=(tok if tok is not None else _local_tokenizer(net)) if tokens else None,
             default_probe=probe.name if probe is not None else ("text:stdlib" if tokens else None),
             max_positions=max_positions(getattr(net, "config", None)) if tokens else None,
-            meta={"kind": "factory"},
+            meta={"kind": "factory", **({"control": control} if control is not None else {})},
         )
     check_dtype_supported(loaded.adapter.dtype, loaded.adapter.device)
     loaded.sha256 = model_sha256(loaded.model)

@@ -89,17 +89,32 @@ class Auditor:
         raise ClaimError(verdict.reason)
 
 
-def error_row(item: pytest.Item, runtime: Any, message: str) -> dict[str, Any] | None:
-    """The ERROR row for a measurement that raised instead of concluding."""
-    claim = claim_of(item)
+def _subject_of(item: pytest.Item, runtime: Any) -> Any:
+    """What a claim test was auditing: its `subject` or `dropout_family` fixture value, else the
+    model its parametrization names; None when there is none."""
+    funcargs = getattr(item, "funcargs", {}) or {}
+    for name in ("subject", "dropout_family"):
+        if funcargs.get(name) is not None:
+            return funcargs[name]
     callspec = getattr(item, "callspec", None)
-    if claim is None or callspec is None or "subject" not in callspec.params:
+    if callspec is not None and "subject" in callspec.params:
+        return runtime.subject(callspec.params["subject"])
+    return None
+
+
+def error_row(item: pytest.Item, runtime: Any, message: str, traceback: str | None = None) -> dict[str, Any] | None:
+    """The ERROR row for a claim test that raised instead of concluding (`traceback` goes to its
+    details)."""
+    claim = claim_of(item)
+    subject = _subject_of(item, runtime)
+    if claim is None or subject is None:
         return None
-    subject = runtime.subject(callspec.params["subject"])
+    params = getattr(getattr(item, "callspec", None), "params", {})
     # rows of one claim differ by site, or by their other parameters (C2's path, C1's layer/baseline)
-    others = [str(v) for k, v in callspec.params.items() if k != "subject"]
-    site = str(callspec.params["site"]) if "site" in callspec.params else ("/".join(others) or "-")
-    ev = claim.spec.failed(site, message, stat=claim.check.statistic)
+    others = [str(v) for k, v in params.items() if k not in ("subject", "dropout_family")]
+    site = str(params["site"]) if "site" in params else ("/".join(others) or "-")
+    ev = claim.spec.failed(site, message, stat=claim.check.statistic,
+                           details={"traceback": traceback} if traceback else None)
     verdict = decide(ev)
     return make_row(ev, verdict, test_id=_test_id(item, claim, subject.id, site), nodeid=item.nodeid,
                     model=subject.id, provenance=_provenance(subject, claim.check.probe))

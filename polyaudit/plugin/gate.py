@@ -97,7 +97,7 @@ class Gate:
                 checked.add((spec, claim, probe))
                 subject = runtime.subject(spec)
                 self.baseline.check_compatible(claim, version, subject.probe(probe).describe(),
-                                               self.pairing.get(subject.id))
+                                               self.pairing.get(subject.id), runtime.options.control)
         except PolyauditError as e:
             raise pytest.UsageError(str(e)) from None
 

@@ -57,6 +57,7 @@ OPT_REPLACE_BASELINE = "--replace-baseline"
 OPT_TOLERANCE = "--tolerance"
 OPT_CORRECTION = "--correction"
 OPT_CACHE_MAX_GB = "--cache-max-gb"
+OPT_CONTROL = "--control"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("polyaudit", "polyaudit: interpretability claims as tests")
@@ -78,6 +79,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="multiple-comparison adjustment across a claim's layers/sites, whose adjusted p the "
                      "verdict uses: holm (default, family-wise error) or bh (Benjamini-Hochberg, false "
                      "discovery rate)")
+    g.addoption(OPT_CONTROL, dest="polyaudit_control", metavar="KIND", default="init",
+                help="measure every row on a control twin too and say whether the effect is learned, "
+                     "architectural or absent: init (default: the same architecture untrained), shuffle "
+                     "(the trained weights with each tensor's entries permuted) or none")
+    g.addoption("--control-twins", dest="polyaudit_control_twins", metavar="N", default="3",
+                help="how many independent control twins (default 3): 'learned' needs the model beyond "
+                     "the spread of untrained draws, which one twin cannot measure; each twin costs one "
+                     "more measurement of every claim")
     g.addoption(OPT_JSON, dest="polyaudit_json", metavar="PATH", default=None,
                 help="also write the JSON report to exactly PATH")
     g.addoption(OPT_REPORT_DIR, dest="polyaudit_report_dir", metavar="DIR", default="reports",
@@ -122,7 +131,7 @@ def _names(name: str, other_plugin: str) -> tuple[str, ...]:
 
 
 def _options(config: pytest.Config) -> Any:
-    from polyaudit.choices import CORRECTIONS, DEVICES, DTYPE_NAMES
+    from polyaudit.choices import CONTROLS, CORRECTIONS, DEVICES, DTYPE_NAMES
     from polyaudit.profiles import get_profile
     from polyaudit.progress import progress_allowed
     from polyaudit.run.options import DEFAULT_MODELS, RunOptions
@@ -142,6 +151,12 @@ def _options(config: pytest.Config) -> Any:
     if o.polyaudit_correction not in CORRECTIONS:
         raise pytest.UsageError(f"unknown correction {o.polyaudit_correction!r}: use one of "
                                 f"{', '.join(CORRECTIONS)} (holm: family-wise error; bh: false discovery rate)")
+    if o.polyaudit_control not in CONTROLS:
+        raise pytest.UsageError(f"unknown control {o.polyaudit_control!r}: use one of {', '.join(CONTROLS)} "
+                                "(init: untrained twin; shuffle: permuted weights; none)")
+    twins_txt = str(o.polyaudit_control_twins)
+    if not twins_txt.isdigit() or int(twins_txt) < 1:
+        raise pytest.UsageError(f"--control-twins must be a whole number >= 1, got {twins_txt!r}")
     models = tuple(dict.fromkeys(o.polyaudit_models or DEFAULT_MODELS))
     families = tuple(dict.fromkeys(o.polyaudit_families or []))
     try:
@@ -158,7 +173,8 @@ def _options(config: pytest.Config) -> Any:
         strict=o.polyaudit_strict or bool(getattr(o, "strict", False)), revision=o.polyaudit_revision,
         trust_remote_code=o.polyaudit_trust_remote_code, cache_dir=o.polyaudit_cache_dir,
         use_cache=not o.polyaudit_no_cache, progress=verbose >= 0 and progress_allowed(),
-        families=families, correction=o.polyaudit_correction,
+        families=families, correction=o.polyaudit_correction, control=o.polyaudit_control,
+        control_twins=int(twins_txt),
     )
 
 
@@ -218,6 +234,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except PolyauditError as e:  # reported as one line by pytest_collection_modifyitems
             metafunc.config.stash[FAMILY_ERROR] = str(e)
             params, ids = [], []
+        from polyaudit.plugin.marker import claim_of_function
+
+        marker = claim_of_function(metafunc)
+        if marker is not None and marker.check.first_site_only:  # one row per family, at its first layer
+            firsts = {key: i for i, (key, _site) in reversed(list(enumerate(params)))}
+            ids = [ids[i] for i in sorted(firsts.values())]
+            params = [params[i] for i in sorted(firsts.values())]
         metafunc.parametrize(("dropout_family", "site"), params, indirect=["dropout_family"], scope="session",
                              ids=ids)
 
@@ -241,6 +264,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         needs.append((callspec.params["subject"], None if claim is None else claim.check))
     if not needs or config.option.collectonly:
         return
+    from polyaudit.models.base import model_id
+
+    ids: dict[str, str] = {}
+    for spec in dict.fromkeys(s for s, _ in needs):  # rows, reports and baselines are keyed by model id
+        other = ids.setdefault(model_id(spec), spec)
+        if other != spec:
+            raise pytest.UsageError(f"--model {other} and --model {spec} both have the id {model_id(spec)!r} (the "
+                                    "last part of the path): their rows could not be told apart; audit them in "
+                                    "separate runs, or give the folders different names")
     runtime = runtime_of(config)
     try:
         for spec, check in needs:
@@ -286,8 +318,12 @@ def audit(request: pytest.FixtureRequest) -> Any:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Claim outcomes become their verdicts; anything else a claim test raises (in setup or in its
+    body) still leaves a row: ERROR, with the error in one line (and, for an unexpected exception,
+    "a polyaudit bug to report" and its traceback in the row's details; printed with -v or
+    --full-trace)."""
     report = yield
-    if call.when != "call" or call.excinfo is None:
+    if call.when not in ("setup", "call") or call.excinfo is None:
         return report
     exc = call.excinfo.value
     if isinstance(exc, ClaimOutcome):
@@ -295,14 +331,38 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if isinstance(exc, ClaimInconclusive) and not item.config.stash[OPTIONS].strict:
             report.outcome = "passed"
             report.longrepr = None
-    elif isinstance(exc, PolyauditError) and item.get_closest_marker("claim") is not None:
-        from polyaudit.plugin.auditor import error_row
-
-        row = error_row(item, runtime_of(item.config), str(exc))
-        if row is not None and row_of(report) is None:
-            report.user_properties.append((ROW_KEY, json.dumps(row, sort_keys=True)))
-        report.longrepr = f"ERROR: {exc}"
+    elif (item.get_closest_marker("claim") is not None and not isinstance(exc, _PYTEST_OUTCOMES)
+          and row_of(report) is None):
+        _error_row(item, report, call)
     return report
+
+
+_PYTEST_OUTCOMES = (pytest.skip.Exception, pytest.xfail.Exception, pytest.exit.Exception, KeyboardInterrupt)
+
+
+def _error_row(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+    from polyaudit.plugin.auditor import error_row
+
+    assert call.excinfo is not None
+    exc = call.excinfo.value
+    if isinstance(exc, PolyauditError):
+        message, trace = str(exc), None
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        message = (f"internal error {type(exc).__name__}: {first} (a polyaudit bug: please report it, with "
+                   "the traceback in this row's details)")
+        trace = str(call.excinfo.getrepr(style="long", chain=True))
+    try:
+        row = error_row(item, runtime_of(item.config), message, trace)
+    except Exception as e:  # the row itself failed (e.g. the model never loaded): say so, keep the error
+        row = None
+        message = f"{message} (and its row could not be built: {type(e).__name__}: {e})"
+    if row is not None:
+        report.user_properties.append((ROW_KEY, json.dumps(row, sort_keys=True)))
+    config = item.config
+    verbose = (config.get_verbosity() if hasattr(config, "get_verbosity") else config.option.verbose) >= 1
+    if isinstance(exc, PolyauditError) or not (verbose or config.option.fulltrace):
+        report.longrepr = f"ERROR: {message}"
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -44,3 +44,9 @@ def claim_of(item: pytest.Item) -> ClaimMarker | None:
     """The claim a test item checks, or None for a test without a `claim` marker."""
     marker = item.get_closest_marker("claim")
     return None if marker is None else read_marker(marker, item.nodeid)
+
+
+def claim_of_function(metafunc: pytest.Metafunc) -> ClaimMarker | None:
+    """The claim a test function checks, at collection (`pytest_generate_tests`), or None."""
+    marker = metafunc.definition.get_closest_marker("claim")
+    return None if marker is None else read_marker(marker, metafunc.definition.nodeid)

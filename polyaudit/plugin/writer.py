@@ -26,6 +26,8 @@ def run_info(config: Any, recorder: Any) -> dict[str, Any]:
         "seed": opts.seed,
         "profile": opts.profile.name,
         "correction": opts.correction,
+        "control": opts.control,
+        "control_twins": opts.control_twins if opts.control != "none" else None,
         "device": opts.device,
         "dtype": opts.dtype or "checkpoint",
         "versions": versions(),

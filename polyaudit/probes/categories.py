@@ -5,11 +5,17 @@ colours, months, animals, ...). This gives the labelled token activations that t
 monosemanticity prediction needs (Black, Sharkey et al. 2022, sec. 4: polytopes vs directions as
 units of description), for any model with a tokenizer. The words and templates live in
 `data/categories.json` (written for this project); sentences are balanced across categories.
+
+The unit of replication is the WORD: each word appears in several sentences, whose samples share
+the word's own structure, and a statement about categories generalises over words. The probe's
+`groups` (the resampling unit capture hands to the claims) are therefore the word of each sample,
+not its sentence (`WordProbeSet`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -22,6 +28,19 @@ from polyaudit.probes.base import ProbeSet
 from polyaudit.profiles import Profile
 
 SLOT = "{w}"
+
+
+@dataclass(frozen=True)
+class WordProbeSet(ProbeSet):
+    """A ProbeSet whose resampling unit is the word of each kept sample (`words`, int [n_samples],
+    one id per distinct word), not its sentence. The sentence of a sample is `positions[:, 0]`."""
+
+    words: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The word of each kept sample: its resampling unit."""
+        return np.asarray(self.words, dtype=np.int64)
 
 
 @lru_cache(maxsize=1)
@@ -84,6 +103,7 @@ def categories_probe(
 
     Up to min(profile.max_samples, all word x template combinations) sentences, balanced across
     categories, chosen with `numpy.random.default_rng(seed)`. Right-padded, with attention mask.
+    Its `groups` are the words (a `WordProbeSet`).
     """
     if not getattr(tokenizer, "is_fast", True):
         raise PolyauditError(
@@ -115,6 +135,7 @@ def categories_probe(
                 f"labelled:categories: the tokenizer maps no token to the word {w!r} in {sentences[i]!r}"
             )
     labels = np.array([c for c, _, _ in chosen], dtype=np.int64)
+    words = np.unique([f"{c}:{w}" for c, w, _ in chosen], return_inverse=True)[1].reshape(-1).astype(np.int64)
     names = tuple(cats)
     words_used = {
         names[c]: sorted({w for cc, w, _ in chosen if cc == c}) for c in range(len(names))
@@ -123,11 +144,12 @@ def categories_probe(
         "n_categories": len(names),
         "n_templates": len(templates),
         "n_per_category": len(chosen) // len(names),
+        "n_words": int(words.max()) + 1,
         "seed": seed,
         "words": words_used,
         "sentences": sentences,
     }
-    return ProbeSet(
+    return WordProbeSet(
         name="labelled:categories",
         kind="tokens",
         inputs=torch.from_numpy(ids),
@@ -137,4 +159,5 @@ def categories_probe(
         positions=np.stack([np.arange(len(pos), dtype=np.int64), pos], axis=1),
         skip=0,
         meta=meta,
+        words=words,
     )

@@ -119,6 +119,17 @@ def row_key(row: Mapping[str, Any]) -> str:
     return test_id.replace(model, "*", 1) if model else test_id
 
 
+def control_kind(row: Mapping[str, Any]) -> str:
+    """The control twin a row was measured against (`none` without one)."""
+    control = row.get("control")
+    return str(control.get("kind")) if isinstance(control, Mapping) and control.get("kind") else "none"
+
+
+def pair_key(row: Mapping[str, Any]) -> str:
+    """What pairs a row with a baseline row: claim, check and site (`row_key`) and the control kind."""
+    return f"{row_key(row)}|control={control_kind(row)}"
+
+
 def pair_models(base: Sequence[str], new: Sequence[str]) -> dict[str, str | None]:
     """new model id -> the baseline model id its rows compare with (None: no baseline)."""
     out: dict[str, str | None] = {m: (m if m in base else None) for m in new}
@@ -230,6 +241,13 @@ class RowDiff:
         return "\n".join(lines)
 
 
+def _ci95(row: Mapping[str, Any], shown: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row's unadjusted 95% CI: `details.ci_95` where the shown CI is at an adjusted level."""
+    details = row.get("details")
+    ci = details.get("ci_95") if isinstance(details, Mapping) else None
+    return tuple(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else shown
+
+
 def compare_rows(base: Mapping[str, Any] | None, new: Mapping[str, Any], tolerance: float, *,
                  same_seed: bool = True) -> RowDiff:
     claim, model = str(new.get("claim")), str(new.get("model"))
@@ -259,9 +277,10 @@ def compare_rows(base: Mapping[str, Any] | None, new: Mapping[str, Any], toleran
             if d.size >= MIN_PAIRED_REPLICATES:
                 lo, hi = np.percentile(d, [2.5, 97.5])
                 drop_ci, method, n_pairs = (float(lo) + 0.0, float(hi) + 0.0), "paired", int(d.size)
-        if drop_ci is None and all(_finite(x) for x in (*base_ci, *new_ci)):
-            se_b = (float(base_ci[1]) - float(base_ci[0])) / (2 * Z95)
-            se_n = (float(new_ci[1]) - float(new_ci[0])) / (2 * Z95)
+        b95, n95 = _ci95(base, base_ci), _ci95(new, new_ci)  # the unadjusted 95% CIs (see verdict rules)
+        if drop_ci is None and all(_finite(x) for x in (*b95, *n95)):
+            se_b = (float(b95[1]) - float(b95[0])) / (2 * Z95)
+            se_n = (float(n95[1]) - float(n95[0])) / (2 * Z95)
             half = Z95 * math.hypot(se_b, se_n)
             drop_ci, method = (drop - half, drop + half), "unpaired"
         if drop_ci is not None and drop_ci[0] > tolerance:
@@ -283,7 +302,7 @@ class Baseline:
         self.sha256 = sha256
         self.models = list(dict.fromkeys(str(r.get("model")) for r in doc.get("rows", [])))
         self._rows: dict[tuple[str, str], Mapping[str, Any]] = {
-            (str(r.get("model")), row_key(r)): r for r in doc.get("rows", [])
+            (str(r.get("model")), pair_key(r)): r for r in doc.get("rows", [])
         }
 
     @classmethod
@@ -291,6 +310,11 @@ class Baseline:
         from polyaudit.report.load import file_sha256, load_report
 
         doc = load_report(path, what="baseline", require_integrity=True)
+        if doc.get("rows") and not any("control" in r for r in doc["rows"]):
+            raise PolyauditError(
+                f"baseline {Path(path).name} was written before rows carried their control twin (it cannot "
+                "pair rows on claim, site and control kind): save it again with this version, "
+                "--save-baseline FILE --replace-baseline")
         return cls(path, doc, file_sha256(path))
 
     @property
@@ -302,14 +326,21 @@ class Baseline:
 
     def row_for(self, new_row: Mapping[str, Any], pairing: Mapping[str, str | None]) -> Mapping[str, Any] | None:
         base_model = pairing.get(str(new_row.get("model")))
-        return None if base_model is None else self._rows.get((base_model, row_key(new_row)))
+        return None if base_model is None else self._rows.get((base_model, pair_key(new_row)))
 
     def check_compatible(self, claim: str, version: int, probe: Mapping[str, Any] | None,
-                         base_model: str | None) -> None:
-        """Refuse (one line) when this run's claim version or probe differs from the baseline's."""
+                         base_model: str | None, control: str | None = None) -> None:
+        """Refuse (one line) when this run's claim version, probe or control kind differs from the
+        baseline's (rows of another control kind would pair with nothing and never fail)."""
         rows = [r for r in self.rows_of(base_model) if r.get("claim") == claim]
         if not rows:
             return
+        old_control = self.doc.get("control") or "none"  # the run's --control (rows: their twin's kind)
+        if control is not None and control != old_control:
+            raise PolyauditError(
+                f"{self.label} was measured with --control={old_control}, this run uses --control={control}: "
+                "rows pair on claim, site and control kind; use the baseline's --control, or save a new "
+                "baseline with --save-baseline")
         old_versions = sorted({int(r.get("claim_version", 0)) for r in rows})
         if old_versions != [int(version)]:
             raise PolyauditError(
@@ -334,7 +365,7 @@ class Baseline:
 
     def missing(self, new_rows: Sequence[Mapping[str, Any]], pairing: Mapping[str, str | None]) -> list[str]:
         """Keys of baseline rows (of the paired models) that this run did not produce."""
-        seen = {(pairing.get(str(r.get("model"))), row_key(r)) for r in new_rows}
+        seen = {(pairing.get(str(r.get("model"))), pair_key(r)) for r in new_rows}
         used = {b for b in pairing.values() if b is not None}
         return [k for (m, k) in self._rows if m in used and (m, k) not in seen]
 
@@ -354,6 +385,6 @@ def compare_documents(base: Baseline, new_doc: Mapping[str, Any], tolerances: To
         sha = r.get("probe_sha256")
         probe = probes.get(sha, {"sha256": sha, "name": "?"}) if sha else None
         base.check_compatible(str(r.get("claim")), int(r.get("claim_version", 0)), probe,
-                              pairing.get(str(r.get("model"))))
+                              pairing.get(str(r.get("model"))), new_doc.get("control") or "none")
     diffs = [base.compare(r, pairing, new_doc.get("seed"), tolerances) for r in rows]
     return diffs, base.missing(rows, pairing)

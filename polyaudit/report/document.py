@@ -74,6 +74,8 @@ def build_document(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) ->
         "seed": run.get("seed"),
         "profile": run.get("profile"),
         "correction": run.get("correction"),
+        "control": run.get("control"),
+        "control_twins": run.get("control_twins"),
         "device": run.get("device"),
         "dtype": run.get("dtype"),
         "versions": run.get("versions", {}),

@@ -1,9 +1,9 @@
-"""Number formatting shared by the terminal table and the Markdown report."""
+"""Number formatting shared by the terminal table, the Markdown and the HTML report."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -32,3 +32,12 @@ def fmt_p(p: Any) -> str:
     if not math.isfinite(f):
         return "-"
     return "<0.001" if f < 1e-3 else f"{f:.3f}"
+
+
+def fmt_control(row: Mapping[str, Any]) -> str:
+    """The control column: the twin's effect and the row's origin, e.g. `0.02 -> learned`."""
+    control = row.get("control")
+    if not isinstance(control, Mapping):
+        return "-"
+    origin = row.get("origin") or str(control.get("verdict", "")).lower()
+    return f"{fmt_num(control.get('effect'))} -> {origin}"

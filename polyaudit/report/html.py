@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from polyaudit.report.format import fmt_ci, fmt_num, fmt_p
+from polyaudit.report.format import fmt_ci, fmt_control, fmt_num, fmt_p
 from polyaudit.report.pivot import baseline_text, models_of, pivot
 from polyaudit.report.plots import Plot
 
@@ -65,14 +65,15 @@ def _base_cell(r: Row) -> str:
 def _summary(rows: Sequence[Row], has_baseline: bool) -> str:
     models = models_of(rows)
     if len(models) <= 1:
-        head = ["claim", "model", "site", "statistic", "effect [95% CI]", "p (adj)", "n", "verdict"]
+        head = ["claim", "model", "site", "statistic", "effect [95% CI]", "p (adj)", "n", "verdict", "control -> origin"]
         head += ["vs baseline"] if has_baseline else []
         body = []
         for r in rows:
             cells = [f"<td>{_e(r.get('claim'))} v{_e(r.get('claim_version'))}</td>", f"<td>{_e(r.get('model'))}</td>",
                      f"<td>{_e(r.get('site'))}</td>", f"<td>{_e(r.get('statistic'))}</td>",
                      f'<td class="num">{_e(_effect(r))}</td>', f'<td class="num">{_e(fmt_p(r.get("p_adj")))}</td>',
-                     f'<td class="num">{_e(r.get("n"))}</td>', f"<td>{_verdict(r.get('verdict'))}</td>"]
+                     f'<td class="num">{_e(r.get("n"))}</td>', f"<td>{_verdict(r.get('verdict'))}</td>",
+                     f"<td>{_e(fmt_control(r))}</td>"]
             if has_baseline:
                 cells.append(_base_cell(r))
             body.append(f'<tr id="row-{_e(r.get("test_id"))}">{"".join(cells)}</tr>')
@@ -174,6 +175,12 @@ def _provenance(doc: Mapping[str, Any]) -> str:
         + (f"; report sha256 <code>{_e(integ)}</code>" if integ else "")
         + f'</p><p class="muted">versions: {_e(versions)}</p></section>'
     )
+
+
+def summary_table(doc: Mapping[str, Any]) -> str:
+    """The summary table alone, styled (a notebook's rich display of an audit)."""
+    rows = list(doc.get("rows", []))
+    return f"<style>{_CSS}</style>{_summary(rows, isinstance(doc.get('baseline'), Mapping))}"
 
 
 def render_html(doc: Mapping[str, Any], plots: Sequence[Plot] | None = None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from polyaudit.report.format import fmt_ci, fmt_num, fmt_p
+from polyaudit.report.format import fmt_ci, fmt_control, fmt_num, fmt_p
 
 _ICON = {"PASS": "PASS", "FAIL": "**FAIL**", "INCONCLUSIVE": "_INCONCLUSIVE_",
          "ERROR": "**ERROR**", "SKIPPED": "skipped"}
@@ -19,7 +19,7 @@ def _cell(x: Any) -> str:
 def _row_cells(r: Mapping[str, Any]) -> list[Any]:
     return [f"{r.get('claim')} v{r.get('claim_version')}", r.get("model"), r.get("site"),
             r.get("statistic"), f"{fmt_num(r.get('effect'))} {fmt_ci(r.get('ci'))}",
-            fmt_p(r.get("p_adj")), r.get("n"), _ICON.get(str(r.get("verdict")), r.get("verdict"))]
+            fmt_p(r.get("p_adj")), r.get("n"), _ICON.get(str(r.get("verdict")), r.get("verdict")), fmt_control(r)]
 
 
 def _table(doc: Mapping[str, Any]) -> list[str]:
@@ -31,7 +31,7 @@ def _table(doc: Mapping[str, Any]) -> list[str]:
     has_base = isinstance(doc.get("baseline"), Mapping)
     models = models_of(rows)
     if len(models) <= 1:
-        head = ["claim", "model", "site", "statistic", "effect [95% CI]", "p (adj)", "n", "verdict"]
+        head = ["claim", "model", "site", "statistic", "effect [95% CI]", "p (adj)", "n", "verdict", "control -> origin"]
         head += ["vs baseline"] if has_base else []
         body = [_row_cells(r) + ([baseline_text(r) or "-"] if has_base else []) for r in rows]
     else:

@@ -63,36 +63,47 @@ def baseline_text(row: Row) -> str:
     return "REGRESSED: " + "; ".join(parts)
 
 
-def render_side_by_side(doc: Mapping[str, Any], *, width: int = 120, color: bool = False) -> str:
-    """The terminal's side-by-side table of a multi-model run (after the long table)."""
+def render_side_by_side(doc: Mapping[str, Any], *, width: int = 80, color: bool = False) -> str:
+    """The terminal's side-by-side table of a multi-model run (after the long table), at most 80
+    columns: short sites and numbers as in the long table. Where the models do not fit side by side,
+    one line says where to see them (the Markdown and HTML reports always show them)."""
     import io
 
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from polyaudit.report.format import fmt_ci, fmt_num
+    from polyaudit.report.terminal import WIDTH, _num, short_site
 
     rows = doc.get("rows", [])
     models = models_of(rows)
-    buf = io.StringIO()
-    console = Console(file=buf, width=max(width, 100), force_terminal=color,
-                      color_system="standard" if color else None, highlight=False, soft_wrap=False)
-    table = Table(title="polyaudit side by side", expand=False)
-    for col in ("claim", "site", *models):
-        table.add_column(escape(col), overflow="fold")
+    short = {"INCONCLUSIVE": "INCONC", "SKIPPED": "SKIP"}
     style = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "ERROR": "magenta", "SKIPPED": "dim"}
-    for line in pivot(rows):
-        cells = [escape(f"{line.claim} v{line.claim_version}"), escape(line.site)]
-        for m in models:
-            r = line.cells.get(m)
-            if r is None:
-                cells.append("-")
-                continue
-            v = str(r.get("verdict"))
-            base = baseline_text(r)
-            cells.append(escape(f"{fmt_num(r.get('effect'))} {fmt_ci(r.get('ci'))} ") + f"[{style.get(v, 'bold')}]{escape(v)}[/]"
-                         + (escape(f"\n{base}") if base else ""))
-        table.add_row(*cells)
-    console.print(table)
-    return buf.getvalue()
+
+    def render(color: bool, width: int = WIDTH) -> str:
+        buf = io.StringIO()
+        console = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None,
+                          highlight=False, soft_wrap=False)
+        table = Table(title="polyaudit side by side", expand=False, box=None, pad_edge=False)
+        for col in ("claim", "site", *models):
+            table.add_column(escape(col), no_wrap=True)
+        for line in pivot(rows):
+            cells = [escape(f"{line.claim}"), escape(short_site(line.site))]
+            for m in models:
+                r = line.cells.get(m)
+                if r is None:
+                    cells.append("-")
+                    continue
+                v = str(r.get("verdict"))
+                ci = r.get("ci") or [None, None]
+                cells.append(escape(f"{_num(r.get('effect'))} [{_num(ci[0])}, {_num(ci[1])}] ")
+                             + f"[{style.get(v, 'bold')}]{escape(short.get(v, v))}[/]")
+            table.add_row(*cells)
+        console.print(table)
+        return buf.getvalue()
+
+    natural = render(False, width=10_000)  # unconstrained: does it fit without truncating a cell?
+    if max((len(line.rstrip()) for line in natural.splitlines()), default=0) > WIDTH:
+        return (f"polyaudit side by side: {len(models)} models do not fit 80 columns; see the Markdown or HTML "
+                "report\n")
+    return render(color)

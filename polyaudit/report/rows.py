@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from polyaudit.serial import jsonable
-from polyaudit.verdict import Evidence, Verdict
+from polyaudit.verdict import Evidence, Verdict, origin
 
 SCHEMA = "polyaudit.report/1"
 
@@ -26,6 +26,8 @@ def make_row(
     provenance: Mapping[str, Any],
 ) -> dict[str, Any]:
     notes = ev.notes
+    source = origin(ev, verdict)
+    reason = verdict.reason if source is None else f"{verdict.reason}; {source[1]}"
     if verdict.reason and verdict.status.value in ("ERROR", "SKIPPED"):
         notes = f"{verdict.reason}; {notes}" if notes else verdict.reason
     row = {
@@ -44,9 +46,13 @@ def make_row(
         "predicted": ev.predicted,
         "min_effect": ev.min_effect,
         "verdict": verdict.status.value,
-        "reason": verdict.reason,
+        "reason": reason,
         "notes": notes,
         "details": dict(ev.details),
+        "caveat": ev.caveat,
+        "control": None if ev.control is None else dict(ev.control),
+        "vs_control": None if ev.vs_control is None else dict(ev.vs_control),
+        "origin": None if source is None else source[0],
         "provenance": dict(provenance),
     }
     return jsonable(row)

@@ -6,7 +6,9 @@ ordinary run-time subjects, with their own probes and cached captures. Parsing `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,12 +115,34 @@ class FamilySubject:
                     f"family member {m.spec} is a {a.family} model with {a.n_layers} layers, the first "
                     f"is a {b.family} with {b.n_layers}: a family's models must share their architecture"
                 )
-        h = hashlib.sha256()
-        for m, sub in members:
-            h.update(f"{m.rate}|{sub.loaded.sha256}\n".encode())
         self.spec = "family:" + fam.text
         self.id = fam.id if anchor is None else anchor.id
-        self.loaded = FamilyProvenance(self.spec, h.hexdigest())
+        self.loaded = FamilyProvenance(self.spec, self._hash())
+        self.state = "model"
+
+    def _hash(self) -> str:
+        h = hashlib.sha256()
+        for m, sub in self.members:
+            h.update(f"{m.rate}|{sub.loaded.sha256}\n".encode())
+        return h.hexdigest()
+
+    @contextlib.contextmanager
+    def as_control(self, index: int = 0) -> Iterator[None]:
+        """The family's control `index`: its members untrained (each member's `init` twin `index`),
+        for the duration."""
+        with contextlib.ExitStack() as stack:
+            for sub in {id(s): s for _, s in self.members}.values():
+                stack.enter_context(sub.as_control(kind="init", index=index))
+            before = self.loaded, self.state
+            self.loaded, self.state = FamilyProvenance(self.spec, self._hash()), f"control{index}"
+            try:
+                yield
+            finally:
+                self.loaded, self.state = before
+
+    def control_info(self) -> dict[str, Any]:
+        return {"kind": "init", "how": "the family's members untrained (each its recipe or from_config, untrained)",
+                "sha256": self._hash() if self.state.startswith("control") else None}
 
     @property
     def adapter(self) -> Any:

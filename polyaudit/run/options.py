@@ -32,3 +32,5 @@ class RunOptions:
     progress: bool = False
     families: tuple[str, ...] = ()  # --family values (C5 dropout families)
     correction: str = "holm"  # --correction: multiple-comparison adjustment across a claim's rows (holm, bh)
+    control: str = "init"  # --control: the twin every row is also measured on (init, shuffle, none)
+    control_twins: int = 3  # --control-twins: independent twins (the spread of untrained draws)

@@ -4,14 +4,17 @@ collected) and keeps it in `config.stash`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from polyaudit.claimspec import ClaimSpec
+from polyaudit.claimspec import ClaimSpec, attach_control
 from polyaudit.errors import PolyauditError
+from polyaudit.models.control import Twin
 from polyaudit.run.options import RunOptions
 from polyaudit.serial import stable_int
 from polyaudit.store.root import cache_root
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from polyaudit.probes.base import ProbeSet
 
 T = TypeVar("T")
+PARITY_TOKENS = 16  # tokens per sequence (two sequences) of the activation parity check
 
 
 @dataclass
@@ -42,7 +46,33 @@ class Subject:
         FORWARD_CLOCK.watch(loaded.adapter.model)  # benchmarks/bench_audit.py: time in forward passes
         self._needs: dict[str | None, _Need] = {}
         self._probes: dict[str | None, ProbeSet] = {}
-        self._captures: dict[str | None, Capture] = {}
+        self._captures_of: dict[str, dict[str | None, Capture]] = {"model": {}}
+        self.state = "model"  # "control<j>" while control twin j's weights are in the model
+        self.twins: dict[int, Twin] = {}
+        self.parity: dict[str, Any] | None = None
+
+    @property
+    def _captures(self) -> dict[str | None, Capture]:
+        """The captures of the weights in the model now (the model's, or its twin's)."""
+        return self._captures_of[self.state]
+
+    @contextlib.contextmanager
+    def as_control(self, kind: str | None = None, index: int = 0) -> Iterator[None]:
+        """Control twin `index` stands in for the model for the duration (weights swapped in place,
+        its own captures and cache keys; probes shared). Twin j is seeded from --seed and j (twin 0
+        from --seed alone)."""
+        if index not in self.twins:
+            self.twins[index] = Twin(self.loaded, kind or self.options.control, twin_seed(self.options.seed, index),
+                                     spill_dir=cache_root(self.options.cache_dir) / "controls")
+        twin = self.twins[index]
+        with twin.active():
+            before = self.loaded.sha256, self.state
+            self.loaded.sha256, self.state = twin.sha256, f"control{index}"
+            self._captures_of.setdefault(self.state, {})
+            try:
+                yield
+            finally:
+                self.loaded.sha256, self.state = before
 
     @property
     def spec(self) -> str:
@@ -93,12 +123,35 @@ class Subject:
         return self._captures[key]
 
     def prepare(self) -> None:
-        """Build every requested probe now, so a probe that is too small is reported up front."""
+        """Build every requested probe now, so a probe that is too small is reported up front, and
+        check once that what the adapter reads is what the model computes (`check_parity`)."""
         for key in list(self._needs):
             self.probe(key)
+        self.check_parity()
+
+    def check_parity(self) -> dict[str, Any]:
+        """Activation parity on a few tokens of a token probe (once per model; see
+        `polyaudit.models.parity`): a mismatch raises one line and no claim runs."""
+        if self.parity is None:
+            from polyaudit.models.parity import check_parity
+
+            probes = [self._probes[k] for k in self._probes if self._probes[k].kind == "tokens"]
+            if not probes or self.adapter.input_kind != "tokens":
+                self.parity = {"checked": False, "why": "no token probe"}
+            else:
+                p = probes[0]
+                mask = None if p.attention_mask is None else p.attention_mask[:2, :PARITY_TOKENS]
+                self.parity = check_parity(self.adapter, p.inputs[:2, :PARITY_TOKENS], mask)
+        return self.parity
 
     def sites(self, kind: SiteKind) -> list[Any]:
         return list(self.adapter.sites(kind))
+
+    def control_info(self) -> dict[str, Any]:
+        """What the control twin is (kind, how it was made, its weights' hash)."""
+        index = int(self.state.removeprefix("control") or 0) if self.state.startswith("control") else 0
+        twin = self.twins.get(index)
+        return {} if twin is None else twin.describe()
 
     def model_info(self) -> dict[str, Any]:
         ad = self.adapter
@@ -113,7 +166,13 @@ class Subject:
             "piecewise_linear": ad.piecewise_linear,
             "dtype": str(ad.dtype).replace("torch.", ""),
             "device": str(ad.device),
+            "activation_parity": self.parity,
         }
+
+
+def twin_seed(seed: int, index: int) -> int:
+    """The seed of control twin `index` (twin 0: --seed itself)."""
+    return seed if index == 0 else stable_int(seed, "control-twin", index) % (2**31)
 
 
 class Runtime:
@@ -138,24 +197,47 @@ class Runtime:
             self.subjects[spec] = Subject(loaded, self.options)
         return self.subjects[spec]
 
-    def measure(self, subject: Subject, spec: ClaimSpec, probe: str | None,
+    def measure(self, subject: Any, spec: ClaimSpec, probe: str | None,
                 compute: Callable[[], dict[str, Evidence]], code_files: tuple[str, ...] = ()) -> dict[str, Evidence]:
-        """A claim's evidence for one model: computed once per run, adjusted for multiple comparisons
-        as the claim's spec declares (`ClaimSpec.adjust`, with --correction), and served from the
-        on-disk results cache on a rerun with the same weights, probe, claim version and code,
-        profile, seed and correction. `code_files`: source files besides the spec's modules whose
-        code computes it (the claim file)."""
-        from polyaudit import __version__
+        """A claim's evidence for one model, with the same rows measured on its control twin
+        (--control; `attach_control`): each computed once per run, adjusted for multiple comparisons
+        as the claim's spec declares, and served from the on-disk results cache on a rerun with the
+        same weights, probe, claim version and code, profile, seed and correction. `code_files`:
+        source files besides the spec's modules whose code computes it (the claim file)."""
+
+        def both() -> dict[str, Evidence]:
+            rows = self._measure_state(subject, spec, probe, compute, code_files)
+            if self.options.control == "none" or not hasattr(subject, "as_control"):
+                return rows
+            twins: list[dict[str, Evidence]] = []
+            how: dict[str, Any] = {}
+            for index in range(max(1, self.options.control_twins)):
+                try:
+                    with subject.as_control(index=index):
+                        twins.append(self._measure_state(subject, spec, probe, compute, code_files))
+                        how = how or subject.control_info()
+                except PolyauditError as e:  # the twin could not be measured: a finding about the twin only
+                    how = how or {"kind": self.options.control, **subject.control_info()}
+                    twins.append({k: dataclasses.replace(ev, error=f"control twin: {e}") for k, ev in rows.items()})
+                    break
+            return attach_control(rows, twins, how.get("kind", self.options.control), how, self.options.profile.alpha)
+
+        return self.memo(("measure", spec.id, subject.spec, probe), both)
+
+    def _measure_state(self, subject: Any, spec: ClaimSpec, probe: str | None,
+                       compute: Callable[[], dict[str, Evidence]], code_files: tuple[str, ...]) -> dict[str, Evidence]:
+        """The rows of the weights in the model now (the model's or its twin's)."""
         from polyaudit.store.results import (
             code_digest,
             load_or_compute,
             profile_fields,
             results_key,
         )
+        from polyaudit.version import __version__
 
         def adjusted() -> dict[str, Evidence]:
             try:
-                return spec.adjust(compute(), self.options.correction)
+                return spec.adjust(compute(), self.options.correction, self.options.profile.alpha)
             except PolyauditError as e:  # the one boundary where a claim's errors get their context
                 raise e.with_context(claim=spec.id, model=subject.id) from e
 
@@ -172,7 +254,7 @@ class Runtime:
                 self.results_computed += 1
             return evidence
 
-        return self.memo(("measure", spec.id, subject.spec, probe), run)
+        return self.memo(("measure-state", spec.id, subject.spec, probe, getattr(subject, "state", "model")), run)
 
     def cache_summary(self) -> str | None:
         """One line for the terminal: what came from the caches and what was computed."""

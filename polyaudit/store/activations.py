@@ -76,7 +76,7 @@ def default_root() -> Path:
 
 
 def entry_key(model_sha256: str, probe_digest: str, site_name: str, *extra: str) -> str:
-    from polyaudit import __version__
+    from polyaudit.version import __version__
 
     parts = [
         model_sha256,

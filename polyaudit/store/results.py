@@ -18,7 +18,7 @@ from typing import Any
 from filelock import FileLock
 
 from polyaudit.errors import PolyauditCacheWarning
-from polyaudit.serial import atomic_write_text
+from polyaudit.serial import atomic_write_text, decode_array, encode_array
 from polyaudit.store.limit import touch
 from polyaudit.verdict import Evidence, evidence_from_dict, evidence_to_dict
 
@@ -31,10 +31,8 @@ _DIGESTS: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 def _module_file(name: str) -> Path | None:
     """The source file of a polyaudit module, found on disk without importing anything (None for a
     name that is not a module, e.g. the `X` of `from polyaudit.m import X`)."""
-    import polyaudit
-
     parts = name.split(".")[1:]
-    base = Path(polyaudit.__file__).parent.joinpath(*parts)
+    base = Path(__file__).resolve().parent.parent.joinpath(*parts)
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
             return path
@@ -99,7 +97,7 @@ def load_or_compute(
     parallel workers (pytest-xdist) that need the same measurement compute it once: the others
     wait and read what the first one wrote."""
     if root is None:
-        return compute(), False
+        return _stored(compute()), False
     path = root / f"{key}.json"
     found = _load(path)
     if found is not None:
@@ -109,18 +107,38 @@ def load_or_compute(
         root.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except OSError:  # a read-only cache: measure without it
-        return compute(), False
+        return _stored(compute()), False
     try:
         found = _load(path)  # another worker may have written it while this one waited
         if found is not None:
             return found, True
-        evidence = compute()
-        payload = {site: evidence_to_dict(ev) for site, ev in evidence.items()}
+        evidence = _stored(compute())
+        payload = {site: _to_json(ev) for site, ev in evidence.items()}
         with contextlib.suppress(OSError):  # a full or read-only disk costs the cache, not the result
             atomic_write_text(path, json.dumps({"sha256": _checksum(payload), "payload": payload}, sort_keys=True))
     finally:
         lock.release()
     return evidence, False
+
+
+def _stored(evidence: Mapping[str, Evidence]) -> dict[str, Evidence]:
+    """The evidence as the cache keeps it: replicates (which pair a row with its control twin's) at
+    the float32 precision they are stored in, so a computed run and a cached one give the same numbers."""
+    return {site: ev if ev.replicates is None else dataclasses.replace(
+        ev, replicates=decode_array(encode_array(ev.replicates)).astype("float64")) for site, ev in evidence.items()}
+
+
+def _to_json(ev: Evidence) -> dict[str, Any]:
+    d = evidence_to_dict(ev)
+    if ev.replicates is not None:
+        d["replicates"] = encode_array(ev.replicates)
+    return d
+
+
+def _from_json(d: Mapping[str, Any]) -> Evidence:
+    ev = evidence_from_dict(d)
+    reps = d.get("replicates")
+    return ev if reps is None else dataclasses.replace(ev, replicates=decode_array(reps).astype("float64"))
 
 
 def _load(path: Path) -> dict[str, Evidence] | None:
@@ -131,7 +149,7 @@ def _load(path: Path) -> dict[str, Evidence] | None:
             payload = doc["payload"]
             if doc.get("sha256") != _checksum(payload):
                 raise ValueError("checksum mismatch")
-            evidence = {site: evidence_from_dict(ev) for site, ev in payload.items()}
+            evidence = {site: _from_json(ev) for site, ev in payload.items()}
             touch(path)  # last used now, for the size cap's least-recently-used eviction
             return evidence
         except (OSError, ValueError, KeyError, TypeError) as e:

@@ -6,11 +6,13 @@ the claim's prediction has no reason to hold:
 
 - `decoupled_net` (C2, C3): a ReLU net whose boundaries cannot change its output. The output is a
   linear function of x0 (through one unit that is on everywhere on the data, so it has no boundary
-  there); 24 further units cut the noise coordinates (x1, x2) with random hyperplanes and have
-  output weight 0. Paths and rays cross their boundaries, and the output changes, independently.
-- `random_relu_net` (C2, C3, informational): a He-initialised random ReLU MLP, labels its own
-  top output. Its output does change at its boundaries (slopes change there), so it is reported,
-  not enforced, as a null.
+  there); 24 further units have output weight 0 and cut the noise coordinates (x1, x2), every
+  coordinate, or the label axis x0 where the output changes (`axis`), with hyperplanes through the
+  data. Paths and rays cross their boundaries, and the output changes: along the label axis at the
+  same places, for the same geometric reason, yet the boundaries change nothing.
+- `random_relu_net` (C2, C3): a He-initialised random ReLU MLP. Its output does change at its
+  boundaries (slopes change there): the kind of subject a control twin is; C2 and C3 are held to the
+  null's rule on it.
 - `iid_power_law_layers` (C4, C5 single, C6): every layer an independent sample of one and the same
   power-law distribution (random rotation per layer): alpha does not change with depth.
 - `permuted_fourier_layers` (C6): codes on a circle whose spectra follow different power laws, but
@@ -42,6 +44,7 @@ from coding_planted import (  # noqa: E402
 )
 from polytope_planted import (  # noqa: E402
     _linear,
+    aligned_net,
     boundary_nets,
     monosemantic_layer,
     two_class_inputs,
@@ -51,21 +54,35 @@ from polyaudit.capture import SiteData  # noqa: E402
 from polyaudit.models.base import Site  # noqa: E402
 
 __all__ = [
-    "COPIES", "RATES", "boundary_nets", "decoupled_net", "fourier_layers", "iid_power_law_layers",
+    "COPIES", "RATES", "aligned_net", "boundary_nets", "decoupled_net", "fourier_layers", "iid_power_law_layers",
     "monosemantic_layer", "permuted_fourier_layers", "planted_probe", "power_law_layers",
     "random_relu_net", "redundant_net", "subject_of", "two_class_inputs",
 ]
 
 
-def decoupled_net(seed: int, d: int = 3, n_dummy: int = 24, gain: float = 4.0) -> nn.Sequential:
-    """Two-class net over `two_class_inputs`: logit difference gain * x0, boundaries elsewhere."""
+def decoupled_net(seed: int, d: int = 3, n_dummy: int = 24, gain: float = 4.0, axis: str = "noise") -> nn.Sequential:
+    """Two-class net over `two_class_inputs`: logit difference gain * x0 (through one unit that is
+    on everywhere on the data, scaled up to 4 or moved along a class direction), and `n_dummy`
+    units with output weight 0 whose hyperplanes are
+    - "noise": random, in the noise coordinates (x1, x2) only;
+    - "all": random, in every coordinate (the label axis included), through the data;
+    - "label": perpendicular to the label axis x0, at offsets where the output changes most (|x0|
+      below 0.8, where gain * x0 is the steep part of the softmax): paths between the classes and
+      scalings of an input cross them exactly where the output changes, and where they cross them
+      depends on the input's x0 as the change does (boundaries and semantic change share a
+      geometric cause; none of the boundaries can change the output)."""
     rng = np.random.default_rng([seed, 8])
     w = np.zeros((1 + n_dummy, d))
     b = np.zeros(1 + n_dummy)
     w[0, 0], b[0] = 1.0, 10.0  # x0 + 10 > 0 on the data (|x0| <= 1, scaled up to 4): no boundary
-    dirs = rng.standard_normal((n_dummy, d - 1))
-    w[1:, 1:] = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    b[1:] = rng.uniform(-0.4, 0.4, n_dummy)  # through the noise coordinates' range (+-0.5)
+    if axis == "label":
+        w[1:, 0] = rng.choice([-1.0, 1.0], n_dummy)
+        b[1:] = -rng.uniform(-0.8, 0.8, n_dummy) * w[1:, 0]  # boundary at x0 = offset
+    else:
+        first = 1 if axis == "noise" else 0
+        dirs = rng.standard_normal((n_dummy, d - first))
+        w[1:, first:] = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+        b[1:] = rng.uniform(-0.4, 0.4, n_dummy)  # through the data's range (+-0.5 and more)
     out = np.zeros((2, 1 + n_dummy))
     out[:, 0] = (-gain / 2, gain / 2)
     return nn.Sequential(_linear(w, b), nn.ReLU(),

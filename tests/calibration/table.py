@@ -1,91 +1,66 @@
-"""Print the calibration and power table of docs/claims.md ("Calibration and power").
+"""Print the calibration table of docs/claims.md ("Calibration") from the suite's own settings.
 
-    python -m tests.calibration.table              # Markdown table on stdout (about 2 minutes)
-    python -m tests.calibration.table --mde-seeds 10
+    python -m tests.calibration.table            # Markdown on stdout
+    python -m tests.calibration.table C4 C6      # only these claims
+    python -m tests.calibration.table --from F   # from the lines a test run recorded:
+        POLYAUDIT_CALIBRATION_RECORD=F python -m pytest tests/calibration -n 2
 
-Per setting: the seeds run, the profile, how many PASSed (null: false-pass rate; planted: power),
-with a 95% Clopper-Pearson interval. Per claim, the minimum detectable effect (MDE) at the default
-profile: from each row's bootstrap CI on the null, SE = (hi - lo) / (2 z_0.975) (median over
-seeds), MDE = (z_{1 - 0.025 / m} + z_0.8) SE, the effect one row detects with 80% power at
-alpha = 0.05 after Holm across the claim's m rows (m = 1: no adjustment).
+Per setting: the subject, the profile, the seeds, the count and rate with a 95% Clopper-Pearson
+interval, and the rule it is held to.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np
-from calibration_cases import (
-    N_NULL,
-    N_POWER,
-    NULL_PROFILE,
-    POWER_PROFILE,
-    SETTINGS,
-    Setting,
-    tally,
-)
-from scipy import stats
-
-ROWS_IN_AUDIT = {"C1": 9, "C2": 3, "C3": 2, "C4": 2, "C5 family": 4, "C5 single": 1, "C6": 2}  # zoo default
+from harness import tally, verdict_of
+from settings import SETTINGS
 
 
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(0.025, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(0.975, k + 1, n - k))
-    return lo, hi
+def _from_record(path: str) -> None:
+    import json
 
-
-def mde(setting: Setting, seeds: int) -> dict[str, tuple[float, float, float]]:
-    """Row -> (SE, MDE single row, MDE after Holm over the audit's rows) on the null, default profile."""
-    t = tally(setting, range(seeds), POWER_PROFILE)
-    z = stats.norm.ppf
-    m = ROWS_IN_AUDIT[setting.claim]
-    out = {}
-    for key in setting.rows or t.rows[0]:
-        widths = [r[key].ci[1] - r[key].ci[0] for r in t.rows if r[key].error is None and r[key].skip is None]
-        if not widths:
+    done = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        done[r["id"]] = r
+    print("| claim | kind | setting | profile | seeds | result | holds |")
+    print("|---|---|---|---|---|---|---|")
+    total = 0.0
+    for s in SETTINGS:
+        r = done.get(s.id)
+        if r is None:
             continue
-        se = float(np.median(widths)) / (2 * z(0.975))
-        out[key] = (se, (z(0.975) + z(0.8)) * se, (z(1 - 0.025 / m) + z(0.8)) * se)
-    if setting.claim == "C4":  # in alpha units: the step between adjacent layers one pair resolves
-        ses = [(lay["ci"][1] - lay["ci"][0]) / (2 * z(0.975)) for r in t.rows for lay in r["resid"].details["layers"]]
-        se = float(np.median(ses))
-        out["alpha step between adjacent layers"] = (se, (z(0.975) + z(0.8)) * np.sqrt(2) * se, float("nan"))
-    return out
+        total += r["seconds"]
+        rows = f" ({', '.join(s.rows)} row)" if s.rows else ""
+        held = "yes" if r["ok"] else ("xfail: " + s.finding if s.finding else "NO")
+        print(f"| {s.claim} | {s.kind} | {s.name}{rows}: {s.what} | {s.profile} | {r['seeds']} | {r['line']} | {held} |")
+    print(f"\n({total / 60:.0f} CPU-minutes in all)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mde-seeds", type=int, default=10, help="null seeds at the default profile for the MDE")
-    args = ap.parse_args(argv)
+    args = list(argv if argv is not None else sys.argv[1:])
+    if args[:1] == ["--from"]:
+        _from_record(args[1])
+        return
+    only = set(args)
     start = time.perf_counter()
-    print("| claim | setting | profile | seeds | PASS | rate [95% CI] | enforced |")
+    print("| claim | kind | setting | profile | seeds | result | holds |")
     print("|---|---|---|---|---|---|---|")
     for s in SETTINGS:
-        prof, n = (NULL_PROFILE, N_NULL) if s.kind == "null" else (POWER_PROFILE, N_POWER)
-        t0 = time.perf_counter()
-        t = tally(s, range(n), prof)
-        print(f"  {s.id}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        lo, hi = clopper_pearson(len(t.passed), n)
-        rule = ("<= 10% PASS" if s.kind == "null" else ">= 90% PASS") if s.enforced else "reported only"
-        if s.finding:
-            rule += " (xfail: finding)"
-        rows = f" ({', '.join(s.rows)} row)" if s.rows else ""
-        print(f"| {s.claim} | {s.kind}: {s.name}{rows} | {prof} | {n} | {len(t.passed)} | "
-              f"{t.rate:.0%} [{lo:.0%}, {hi:.0%}] | {rule} |")
-    print()
-    print(f"| claim | row | SE (null, {POWER_PROFILE}) | MDE (one row) | MDE (Holm, m rows) |")
-    print("|---|---|---|---|---|")
-    for s in SETTINGS:
-        if s.kind != "null" or not s.enforced or (s.claim == "C2" and s.rows):
+        if only and s.claim not in only and s.claim.split()[0] not in only:
             continue
-        for key, (se, one, adj) in mde(s, args.mde_seeds).items():
-            print(f"| {s.claim} | {key} | {se:.3g} | {one:.3g} | {adj:.3g} (m={ROWS_IN_AUDIT[s.claim]}) |")
+        t0 = time.perf_counter()
+        t = tally(s)
+        ok, line = verdict_of(t)
+        rows = f" ({', '.join(s.rows)} row)" if s.rows else ""
+        held = "yes" if ok else ("xfail: " + s.finding if s.finding else "NO")
+        print(f"| {s.claim} | {s.kind} | {s.name}{rows}: {s.what} | {s.profile} | {len(t.seeds)} | {line} | {held} |")
+        print(f"  {s.id}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     print(f"\n(computed in {time.perf_counter() - start:.0f} s)")
 
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from coding_planted import COPIES, RATES, planted_probe, redundant_net, subject_of
+from coding_planted import (
+    COPIES,
+    RATES,
+    alpha_layers,
+    correlated_steps,
+    planted_probe,
+    redundant_net,
+    subject_of,
+    walk_profile,
+)
 
 from polyaudit.analyses import c5
-from polyaudit.capture import SiteData
 from polyaudit.interventions.dropout_runs import measure_family
-from polyaudit.models.base import Site
 from polyaudit.verdict import Status, decide
 
-N_BOOT = 200
-N_PERM = 200
+N_BOOT = 2000
+N_PERM = 2000
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +30,17 @@ def probe():  # type: ignore[no-untyped-def]
 
 
 def test_planted_redundancy_passes(probe) -> None:  # type: ignore[no-untyped-def]
-    """Rate level i codes 12 / k_i features in k_i copies each (k = 1, 2, 3, 4, 6; fixed width):
-    more copies survive unit dropout better (robustness up) and code fewer independent directions
-    (alpha down). Both predictions hold by construction at both layers."""
+    """Rate level i codes 12 / k_i features in k_i copies each (k = 1, 2, 3, 4, 6; fixed width), each
+    copy reading its own copy of the feature in the input: more copies survive unit dropout, noise,
+    ablation of the strongest units and input dropout better, and code fewer independent directions
+    (alpha down). Every prediction holds by construction at both layers."""
     members = [(r, subject_of(redundant_net(k, seed=s), probe, f"k{k}-s{s}"))
                for r, k in zip(RATES, COPIES, strict=True) for s in range(3)]
     measured = measure_family(members, rng=np.random.default_rng(0))
     assert measured.retained.shape == (15, 2, len(c5.TEST_RATES))
     evidence = c5.SPEC.adjust(c5.family_evidence(measured, n_boot=N_BOOT, n_perm=N_PERM, rng=np.random.default_rng(1)))
-    assert set(evidence) == {f"{s}:blocks.{i}.resid" for s in ("robustness", "alpha") for i in (0, 1)}
+    per_layer = ("robustness", "noise", "ablation", "alpha")
+    assert set(evidence) == {f"{s}:blocks.{i}.resid" for s in per_layer for i in (0, 1)} | {"input:blocks.0.resid"}
     for key, ev in evidence.items():
         verdict = decide(ev)
         assert verdict.status is Status.PASS, (key, verdict.reason)
@@ -42,21 +51,27 @@ def test_planted_redundancy_passes(probe) -> None:  # type: ignore[no-untyped-de
     assert details["capacity_bound"] == pytest.approx([1 - q for q in c5.TEST_RATES])
     assert set(details["retained_by_train_rate"]) == {f"{r:g}" for r in RATES}
     assert details["clean_bound_by_train_rate"]["0.8"] == pytest.approx(0.2)
+    assert details["manipulation_check"] and "MANIPULATION CHECK" in rob.notes
+    assert not evidence["noise:blocks.0.resid"].details["manipulation_check"]
+    assert "derived by polyaudit" in evidence["alpha:blocks.0.resid"].notes
 
 
 def test_shuffled_labels_of_identical_models_rarely_pass(probe) -> None:  # type: ignore[no-untyped-def]
     """15 copies of ONE model under shuffled rate labels: robustness differs only by test-time mask
-    noise, and alpha not at all (its rows are ERROR: Spearman undefined). At most 1 of 20 seeds may
-    PASS any row."""
+    and noise draws, and alpha and the (deterministic) ablation not at all (their rows are
+    INCONCLUSIVE: no effect can be estimated, Spearman is undefined). At most 1 of 12 seeds may PASS
+    any row."""
     same = subject_of(redundant_net(2), probe, "k2")
     passed = 0
-    for seed in range(20):
+    for seed in range(12):
         rng = np.random.default_rng(seed)
         rates = rng.permutation(np.repeat(RATES, 3))
         measured = measure_family([(float(r), same) for r in rates], rng=rng)
         evidence = c5.SPEC.adjust(c5.family_evidence(measured, n_boot=N_BOOT, n_perm=N_PERM, rng=rng))
         status = {k: decide(ev).status for k, ev in evidence.items()}
-        assert all(v is Status.ERROR for k, v in status.items() if k.startswith("alpha")), status
+        undefined = [(decide(ev), ev.effect) for k, ev in evidence.items() if k.startswith(("alpha", "ablation"))]
+        assert all(v.status is Status.INCONCLUSIVE and "Spearman is undefined" in v.reason and effect != effect
+                   for v, effect in undefined), status
         passed += any(v is Status.PASS for v in status.values())
     assert passed <= 1
 
@@ -78,22 +93,38 @@ def test_pure_noise_family_rarely_passes() -> None:
 
 @pytest.mark.parametrize(("order", "expected"), [(1, Status.PASS), (-1, Status.FAIL)])
 def test_single_checkpoint_statistic_on_planted_layers(order: int, expected: Status) -> None:
-    """Layers with power-law spectra alpha = -2.5 .. -1 and loss increases that grow (order=1) or
-    shrink (order=-1) with alpha: the paired bootstrap gives PASS, respectively FAIL."""
+    """12 layers whose alpha and loss increase change together from layer to layer (changes with
+    Pearson r 0.95, same sign: PASS; opposite sign: FAIL)."""
     rng = np.random.default_rng(0)
-    n, d = 800, 64
-    alphas = (-2.5, -2.0, -1.5, -1.0)
-    layers = []
-    for i, a in enumerate(alphas):
-        x = rng.standard_normal((n, d)) * np.arange(1, d + 1) ** (a / 2)
-        site = Site(layer=i, kind="resid", module=f"planted.{i}")
-        layers.append(SiteData(site=site, samples=x.astype(np.float32), groups=np.arange(n), labels=None,
-                               n_nonfinite=0))
-    means = np.array([0.1, 0.2, 0.3, 0.4])[::order]
-    increase = means[:, None] + 0.05 * rng.standard_normal((4, n))
-    ev = c5.single_evidence(layers, increase, site="resid", n_boot=N_BOOT, rng=rng)
-    assert [round(row["alpha"], 1) for row in ev.details["layers"]] == pytest.approx(alphas, abs=0.25)
+    da, dl = correlated_steps(11, 0.95, rng)
+    alphas = walk_profile(da, 0.1, -1.75)
+    layers = alpha_layers(alphas, 1000, rng)
+    increase = walk_profile(order * dl, 0.03, 0.3)[:, None] + 0.05 * rng.standard_normal((12, 1000))
+    ev = c5.SPEC.adjust({"unit": c5.single_evidence(layers, increase, site="resid", rng=rng)})["unit"]
+    assert [row["alpha"] for row in ev.details["layers"]] == pytest.approx(alphas, abs=0.1)
+    assert ev.n == 11 and ev.details["exact"] == [False, False] and "corollary" in ev.notes
     assert decide(ev).status is expected, decide(ev).reason
+
+
+def test_single_checkpoint_ignores_a_shared_depth_trend() -> None:
+    """alpha and the loss increase both rise with depth, their layer-to-layer wiggles unrelated:
+    the levels correlate perfectly (what version 1 tested), the changes do not, and no PASS."""
+    rng = np.random.default_rng(2)
+    alphas = np.linspace(-2.4, -1.1, 8) + 0.03 * rng.standard_normal(8)
+    layers = alpha_layers(alphas, 1000, rng)
+    increase = (np.linspace(0.1, 0.4, 8) + 0.01 * rng.standard_normal(8))[:, None] + np.zeros((8, 1000))
+    ev = c5.SPEC.adjust({"unit": c5.single_evidence(layers, increase, site="resid", rng=rng)})["unit"]
+    assert ev.details["rho_levels"] == pytest.approx(1.0)
+    assert decide(ev).status is not Status.PASS
+
+
+def test_four_layers_cannot_pass() -> None:
+    rng = np.random.default_rng(1)
+    layers = alpha_layers((-2.5, -2.0, -1.8, -1.0), 500, rng)
+    increase = np.array([0.1, 0.3, 0.35, 0.6])[:, None] + np.zeros((4, 500))
+    ev = c5.single_evidence(layers, increase, site="resid", rng=rng)
+    assert ev.ci == (-1.0, 1.0) and "cannot reach significance" in ev.notes
+    assert decide(ev).status is Status.INCONCLUSIVE
 
 
 def test_retained_is_chance_normalised() -> None:

@@ -85,6 +85,39 @@ def boundary_nets(d: int = 3, n_units: int = 24) -> dict[str, nn.Sequential]:
     }
 
 
+def aligned_net(seed: int, d: int = 3) -> nn.Sequential:
+    """A seeded planted net (C2, C3 power): like `boundary_nets()["aligned"]` (the output changes
+    only between pairs of boundaries on x0: soft steps near the class boundary and at
+    1.2 <= |x0| <= 3.4, where scaling by c > 1 takes the samples), with the number, places, widths
+    and heights of the steps drawn from the seed, a linear trend in x0 that changes the output
+    away from any boundary, and inert units (random hyperplanes, output weight 0) whose boundaries
+    do not matter."""
+    rng = np.random.default_rng([seed, 11])
+    n_centre, n_far = int(rng.integers(6, 13)), int(rng.integers(3, 7))
+    far = rng.uniform(1.2, 3.3, n_far)
+    rises = np.concatenate([
+        np.stack([rng.uniform(-0.35, 0.3, n_centre), rng.uniform(0.03, 0.12, n_centre)], axis=1),
+        np.stack([far, rng.uniform(0.05, 0.2, n_far)], axis=1),
+        np.stack([-far - 0.1, rng.uniform(0.05, 0.2, n_far)], axis=1),
+    ])
+    heights = rng.uniform(0.3, 0.9, len(rises))
+    n_inert = int(rng.integers(4, 9))
+    dirs = rng.standard_normal((n_inert, d))
+    w1 = np.zeros((2 * len(rises) + n_inert + 1, d))
+    w1[: 2 * len(rises), 0] = 1.0
+    w1[2 * len(rises):-1] = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    w1[-1, 0] = 1.0  # the linear trend: x0 + 10 > 0 everywhere the claims go
+    bias = np.concatenate([-rises[:, 0], -rises.sum(axis=1), rng.uniform(-0.5, 0.5, n_inert), [10.0]])
+    slope = heights / rises[:, 1]  # each step rises by its height over its width
+    trend = rng.uniform(0.0, 1.0)
+    logit = np.concatenate([slope, -slope, np.zeros(n_inert), [trend]])
+    w2 = np.stack([-0.5 * logit, 0.5 * logit])
+    at_zero = float(heights @ np.clip(-rises[:, 0] / rises[:, 1], 0.0, 1.0))  # the steps' sum at x0 = 0
+    shift = 5.0 * trend + at_zero / 2  # logit difference: trend * x0 + the steps, 0 at x0 = 0
+    b2 = np.array([shift, -shift])
+    return nn.Sequential(_linear(w1, bias), nn.ReLU(), _linear(w2, b2)).eval()
+
+
 def two_class_inputs(seed: int, n: int = 200, d: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Inputs with x0 in +-[0.5, 1] (class = sign of x0) and d - 1 noise coordinates."""
     rng = np.random.default_rng(seed)

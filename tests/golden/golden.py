@@ -4,8 +4,8 @@
     python -m tests.golden.golden record    # (re)write tests/golden/rows/*.json: an explicit act
     python -m tests.golden.golden check     # compare a fresh run with them (what the test does)
 
-Each case is one `pytest claims/` run in a subprocess with `--profile=quick --seed=0` and a private
-cache: the built-in default models, and every claim on a tiny checkpoint of each architecture family
+Each case is one `pytest claims/` run in a subprocess with `--profile=quick --seed=0` (one control
+twin: the control's code path is checked, at half the cost of three) and a private cache: the built-in default models, and every claim on a tiny checkpoint of each architecture family
 (`fixtures/tiny_models.py`, saved with save_pretrained, loaded as `--model=./dir`). A row keeps the
 fields a verdict rests on (effect, ci, p, p_adj, n, verdict, notes, details, ...), keyed by test id.
 """
@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = Path(__file__).resolve().parent / "rows"
 FIELDS = ("claim", "claim_version", "site", "statistic", "effect", "ci", "p", "p_adj", "n", "verdict",
-          "reason", "notes", "details")
+          "reason", "notes", "details", "caveat", "control", "vs_control", "origin")
 CASES: dict[str, tuple[str, ...]] = {"default": ()}  # case -> tiny families audited (none: the default)
 FAMILIES = ("gpt2", "gpt_neox", "llama", "opt", "bert")
 CASES.update({f"tiny-{fam}": (fam,) for fam in FAMILIES})
@@ -44,7 +44,7 @@ def run_case(case: str, work: Path) -> dict[str, Any]:
     env = {**os.environ, "POLYAUDIT_CACHE": str(work / f"cache-{case}"), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_XDIST_WORKER", None)
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "claims"), "--profile=quick", "--seed=0", *models,
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "claims"), "--profile=quick", "--seed=0", "--control-twins=1", *models,
            f"--json={out}", "--no-reports", "-q", "-p", "no:cacheprovider", f"--rootdir={ROOT}"]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
     if proc.returncode > 1 or not out.exists():

@@ -41,11 +41,15 @@ def test_single_checkpoint_c5_and_c6_on_every_family(coding_project: pytest.Pyte
     for family, rows in by_model.items():
         unit = rows[("C5-unit-dropout", "mlp_out")]
         assert unit["verdict"] in MEASURED, (family, unit["notes"])
+        assert unit["n"] == 2 and "corollary" in unit["notes"]
         assert unit["details"]["task"] == ("self_token" if family == "bert" else "next_token")
         assert [layer["layer"] for layer in unit["details"]["layers"]] == [0, 1, 2]
         assert all(np.isfinite(layer["loss_increase"]) for layer in unit["details"]["layers"])
         for site in ("resid", "mlp_pre"):
             c6 = rows[("C6-action-alpha", site)]
+            if c6["verdict"] == "SKIPPED":  # a finding: the responses to the circle span too few dimensions
+                assert "too few dimensions for a power-law fit" in c6["notes"], (family, site, c6["notes"])
+                continue
             assert c6["verdict"] in MEASURED, (family, site, c6["notes"])
             assert c6["details"]["stimulus"]["stimulus"] == "embedding circle"
             assert c6["details"]["n_proj"] == 1000
@@ -54,7 +58,7 @@ def test_single_checkpoint_c5_and_c6_on_every_family(coding_project: pytest.Pyte
             lo, hi = c6["ci"]
             assert lo <= c6["effect"] <= hi and c6["p"] <= c6["p_adj"] <= 1
         skipped = [r for (test, _), r in rows.items() if test.startswith("C5-dropout")]
-        assert len(skipped) == 2 and all(r["verdict"] == "SKIPPED" for r in skipped)
+        assert len(skipped) == 5 and all(r["verdict"] == "SKIPPED" for r in skipped)
         assert all("no dropout family" in r["notes"] and "--family" in r["notes"] for r in skipped)
 
 
@@ -67,22 +71,23 @@ def test_dropout_family_on_the_zoo(coding_project: pytest.Pytester, spec: str, r
                                    n_layers: int, metric: str) -> None:
     result, doc = _audit(coding_project, f"--family={spec}", "-k", "more_dropout")
     rows = doc["rows"]
-    assert len(rows) == 2 * n_layers
+    stats = ("robustness", "noise", "ablation", "alpha")
+    assert len(rows) == len(stats) * n_layers + 1  # input dropout: one row per family, at its first layer
     fam_id = rows[0]["model"]
     assert fam_id.startswith("family-zoo:")
     ids = {r["test_id"] for r in rows}
-    assert {f"C5-dropout-robustness[{fam_id}:blocks.{i}.resid]" for i in range(n_layers)} <= ids
-    assert {f"C5-dropout-alpha[{fam_id}:blocks.{i}.resid]" for i in range(n_layers)} <= ids
+    assert {f"C5-dropout-{s}[{fam_id}:blocks.{i}.resid]" for s in stats for i in range(n_layers)} <= ids
+    assert f"C5-dropout-input[{fam_id}:blocks.0.resid]" in ids
     for row in rows:
         # a layer whose spectrum is rank-deficient in one model (dead ReLUs) is an ERROR row, and
-        # says so; every robustness row and every encoder layer's alpha row is measured
-        measurable = "robustness" in row["test_id"] or row["site"] in ("blocks.0.resid", "blocks.1.resid")
+        # says so
+        measurable = "alpha" not in row["test_id"] or row["site"] in ("blocks.0.resid", "blocks.1.resid")
         assert row["verdict"] in (MEASURED if measurable else MEASURED | {"ERROR"}), (row["test_id"], row["notes"])
         if row["verdict"] in MEASURED:
             assert row["n"] == len(rates) and row["details"]["rates"] == rates
             assert row["p"] <= row["p_adj"] <= 1
-    robust = [r for r in rows if "robustness" in r["test_id"]]
-    assert all(r["details"]["metric"] == metric for r in robust)
+    robust = [r for r in rows if "dropout-robustness" in r["test_id"]]
+    assert all(r["details"]["metric"] == metric and r["details"]["manipulation_check"] for r in robust)
     assert all(r["details"]["capacity_bound"] == pytest.approx([0.8, 0.6, 0.4, 0.2]) for r in robust)
     members = doc["model"]["members"]
     assert [m["rate"] for m in members] == rates and len(members[0]["sha256"]) == 64

@@ -69,11 +69,12 @@ def test_rows_carry_the_chosen_adjustment(c4_project: pytest.Pytester, tmp_path:
         np.testing.assert_allclose([r["p_adj"] for r in rows], adjust(raw))
     # the same raw numbers: only the adjustment differs
     assert sorted(r["p"] for r in default["rows"]) == sorted(r["p"] for r in bh["rows"])
+    # (each count is the model's and its three control twins' measurements)
     # the method is part of the results-cache key: the bh run is computed, not served from holm's entry
-    assert "1 claim measurement(s) computed" in first.stdout.str()
-    assert "1 claim measurement(s) computed, 0 served" in second.stdout.str()
+    assert "4 claim measurement(s) computed" in first.stdout.str()
+    assert "4 claim measurement(s) computed, 0 served" in second.stdout.str()
     third, again = _run(c4_project, cache, "--correction=bh")
-    assert "0 claim measurement(s) computed, 1 served" in third.stdout.str()
+    assert "0 claim measurement(s) computed, 4 served" in third.stdout.str()
     assert [r["p_adj"] for r in again["rows"]] == [r["p_adj"] for r in bh["rows"]]
     assert "correction bh" in third.stdout.str()  # terminal header
 

@@ -55,7 +55,7 @@ def test_table_and_json_schema(project: pytest.Pytester, fake_claim: str) -> Non
     result = project.runpytest("--model=factory_mod:make", f"--json={out_json}", "--seed=7",
                                "--profile=quick", f"--report-dir={project.path / 'reps'}")
     text = result.stdout.str()
-    for col in ("claim", "model", "site", "statistic", "effect [95% CI]", "p (adj)", "verdict"):
+    for col in ("site", "stat", "effect [CI]", "p_adj", "verdict", "twin"):
         assert col in text, col
     for head in ("factory_mod:make", "seed 7", "profile quick", "device cpu", "torch"):
         assert head in text, head

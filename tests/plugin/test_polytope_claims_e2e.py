@@ -79,10 +79,13 @@ def test_c1_c3_on_every_family_and_the_zoo(lens_project: pytest.Pytester, tiny_m
     assert any(r["test_id"] == "C1-monosemantic[zoo:mlp-digits:blocks.0.mlp.pre/direction]" for r in zoo)
     assert all("spline codes exact (relu)" in r["notes"] for r in zoo if r["claim"] == "C1")
     assert all("crossings exact" in r["notes"] for r in zoo if r["claim"] != "C1" and r["verdict"] != "SKIPPED")
+    lens = [r for rows in by_model.values() for r in rows if r["claim"] in ("C2", "C3") and r["verdict"] in VERDICTS]
+    assert all("frozen-code control" in r["notes"] for r in lens)  # every C2/C3 row says how its control was made
+    assert all(r["details"]["n_control"] > 0 for r in lens if not r["site"].endswith("diff-vs-same"))
     gelu = [r for r in by_model["gpt2"] if r["claim"] == "C1"]
     assert all("approximate" in r["notes"] for r in gelu)
     assert all("crossings approximate" in r["notes"] for r in by_model["opt"] if r["claim"] != "C1" and r["verdict"] != "SKIPPED")
-    assert "effect [95% CI]" in result.stdout.str()
+    assert "effect [CI]" in result.stdout.str()  # the terminal table (simultaneous CIs)
 
 
 def test_same_seed_same_numbers(lens_project: pytest.Pytester, tmp_path: Path) -> None:
@@ -94,7 +97,7 @@ def test_same_seed_same_numbers(lens_project: pytest.Pytester, tmp_path: Path) -
         return sorted((r["test_id"], r["effect"], r["ci"], r["p"], r["p_adj"]) for r in doc["rows"])
 
     assert numbers(doc1) == numbers(doc2)
-    assert "3 claim measurement(s) computed" in first.stdout.str()
+    assert "12 claim measurement(s) computed" in first.stdout.str()  # the model and its 3 twins
 
 
 @pytest.mark.parametrize("family", sorted({"gpt2", "gpt_neox", "llama", "opt"} & set(FAMILIES)))
@@ -128,3 +131,10 @@ def test_prefix_cache_gives_the_full_forward_numbers(tiny_models: dict[str, Path
     (codes_a, logp_a), (codes_b, logp_b) = full.outputs(points, ctx), fast.outputs(points, ctx)
     assert (codes_a == codes_b).mean() > 0.999
     np.testing.assert_allclose(logp_a, logp_b, atol=1e-4)
+    # the linearized control through either route: with the forward difference reaching the point
+    # itself, the extrapolation is the point's own output
+    ends, reach = 1.5 * h, 16 * np.linalg.norm(0.5 * h, axis=1)
+    for down in (full, fast):
+        at = down.outputs(h, np.arange(12))[1]
+        np.testing.assert_allclose(down.frozen(h, ends, np.arange(12), at, reach), down.outputs(ends, np.arange(12))[1],
+                                   atol=1e-4)

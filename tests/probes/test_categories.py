@@ -137,7 +137,20 @@ def test_padding_and_mask(bpe: Any) -> None:
         assert np.all(m[:n] == 1) and np.all(m[n:] == 0)  # right padding
         assert np.all(row[n:] == bpe.pad_token_id)
     assert np.all(probe.positions[:, 1] < lengths)
-    assert np.array_equal(probe.groups, np.arange(probe.n_samples))
+    assert np.array_equal(probe.positions[:, 0], np.arange(probe.n_samples))  # one sentence per sample
+
+
+def test_groups_are_the_words(bpe: Any) -> None:
+    """The unit of replication is the word: samples share a group exactly when they share the word
+    (and so the label); capture hands these groups to the claims (resampling by word)."""
+    probe = categories_probe(bpe, QUICK, seed=0)
+    words = _words(probe)
+    groups = probe.groups
+    assert groups.shape == (probe.n_samples,) and groups.dtype == np.int64
+    first = {}
+    for g, w, label in zip(groups, words, probe.labels, strict=True):
+        assert first.setdefault(int(g), (w, int(label))) == (w, int(label))
+    assert len(first) == len(set(words)) == probe.meta["n_words"] < probe.n_samples
 
 
 @pytest.mark.parametrize(("pad", "eos", "expect"), [(False, True, "eos"), (False, False, 0)])

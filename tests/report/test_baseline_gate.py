@@ -137,6 +137,23 @@ def test_other_claim_version_is_refused(saved: pytest.Pytester) -> None:
     _one_error_line(saved.runpytest(*MODEL, "--baseline=base.json"), "C7 version 1", "version 2")
 
 
+def test_other_control_kind_is_refused(saved: pytest.Pytester) -> None:
+    _one_error_line(saved.runpytest(*MODEL, "--control=shuffle", "--baseline=base.json"),
+                    "was measured with --control=init", "--control=shuffle", "--save-baseline")
+
+
+def test_baseline_written_before_controls_is_refused(saved: pytest.Pytester, resign: Any) -> None:
+    def strip(doc: dict[str, Any]) -> None:  # what a report of the previous version held
+        doc.pop("control", None)
+        for row in doc["rows"]:
+            for key in ("control", "vs_control", "origin"):
+                row.pop(key, None)
+
+    resign(saved.path / "base.json", strip)
+    _one_error_line(saved.runpytest(*MODEL, "--baseline=base.json"), "written before rows carried their control twin",
+                    "--save-baseline")
+
+
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [

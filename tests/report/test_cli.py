@@ -30,7 +30,7 @@ def _doc(effects: dict[str, float], *, model: str = "ckpt", probe: str = "ab" * 
                      "model": model, "site": site, "statistic": "spearman(alpha, layer)", "effect": effect,
                      "ci": [lo, hi], "p": 0.001, "p_adj": 0.002, "n": 400, "predicted": "nonzero",
                      "verdict": "PASS" if lo > 0 or hi < 0 else "INCONCLUSIVE", "notes": "",
-                     "details": {"boot_effect": encode_array(boot), "n_boot": 200},
+                     "details": {"boot_effect": encode_array(boot), "n_boot": 200}, "control": None,
                      "provenance": {"model": {"spec": f"./{model}", "revision": None, "sha256": "0" * 64},
                                     "probe": {"name": "digits", "sha256": probe, "n_samples": 400}}})
     return sign(build_document(rows, RUN))

@@ -46,7 +46,7 @@ def _doc(effects: dict[str, float], verdicts: dict[str, str] | None = None) -> d
                      "model": "ckpt", "site": site, "statistic": "spearman(alpha, layer)", "effect": effect,
                      "ci": [lo, hi], "p": 0.001, "p_adj": 0.002, "n": 400, "predicted": "positive",
                      "verdict": (verdicts or {}).get(site, "PASS"), "notes": "",
-                     "details": {"boot_effect": encode_array(boot), "n_boot": 50},
+                     "details": {"boot_effect": encode_array(boot), "n_boot": 50}, "control": None,
                      "provenance": {"model": {"spec": "./ckpt", "revision": None, "sha256": "0" * 64},
                                     "probe": {"name": "digits", "sha256": "ab" * 32, "n_samples": 400}}})
     return sign(build_document(rows, RUN))

@@ -13,6 +13,7 @@ from polyaudit.measures.action import (
     action,
     action_standard_error,
     expected_action,
+    loop_frames,
     projection_energies,
     projection_matrix,
     relative_action,
@@ -118,3 +119,16 @@ def test_bad_trajectories(traj: np.ndarray, match: str) -> None:
 def test_a_still_trajectory_has_no_relative_action() -> None:
     with pytest.raises(PolyauditError, match="does not move"):
         relative_action(np.ones((5, 3)), np.random.default_rng(0), n_proj=4)
+
+
+def test_loop_frames_are_centred_per_loop_and_carry_the_spread() -> None:
+    """The stimulus ensemble: every frame of every loop about its loop's mean; its total variance is
+    the trajectory's projected spread up to the projections' 1/m."""
+    traj = np.stack([_traj(s, 16, 5) + 10.0 * s for s in range(3)])
+    frames = loop_frames(traj)
+    assert frames.shape == (48, 5)
+    np.testing.assert_allclose(frames.reshape(3, 16, 5).mean(axis=1), 0.0, atol=1e-9)
+    r = projection_matrix(5, 20_000, np.random.default_rng(0))
+    _, spread = projection_energies(traj, r)
+    assert spread.mean() == pytest.approx(np.sum(frames**2) / 3 / 5, rel=0.03)
+    np.testing.assert_allclose(loop_frames(traj[0]), frames[:16])

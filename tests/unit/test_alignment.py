@@ -1,21 +1,29 @@
-"""Own-versus-mismatch alignment (C2/C3 helper) and C6's layer-permutation p."""
+"""Tracking against the frozen-code control (C2/C3 helper) and version 2's own-versus-mismatch matrix.
+(C6's layer-permutation tests lived here; `c6.layer_permutation_p` is gone with C6's new test.)"""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from polyaudit.analyses import c6
-from polyaudit.analyses.alignment import AlignmentTest, alignment_matrix, alignment_test, contrast
+from polyaudit.analyses.alignment import (
+    Tracking,
+    alignment_matrix,
+    contrast,
+    expanded_interval,
+    expanded_p,
+    tracking_test,
+)
 from polyaudit.errors import PolyauditError
 from polyaudit.stats import spearman
 
 
-def _test(cross: np.ndarray, change: np.ndarray, seed: int) -> AlignmentTest:
-    a, b = np.random.default_rng(seed).spawn(2)
-    return alignment_test(cross, change, n_boot=500, n_perm=999, rng_boot=a, rng_perm=b)
+def _test(cross: np.ndarray, change: np.ndarray, frozen: np.ndarray, seed: int = 0) -> Tracking:
+    t = tracking_test(cross, change, frozen[None], n_boot=2000, rng=np.random.default_rng(seed))
+    assert isinstance(t, Tracking)
+    return t
 
 
 def test_matrix_entries_are_spearman_correlations() -> None:
@@ -32,44 +40,68 @@ def test_matrix_entries_are_spearman_correlations() -> None:
     assert effect == pytest.approx(own - mismatch)
 
 
-def test_shared_geometry_alone_gives_no_effect() -> None:
-    """Both quantities grow along the grid on every polyline (positive own Spearman by
-    construction), independently of each other: own alignment = mismatch, p not small."""
+def test_boundaries_that_change_nothing_give_exactly_zero() -> None:
+    """The control equals the real change (inert boundaries): whatever the geometry makes the
+    plain tracking, the effect, its CI and p say nothing is there."""
     rng = np.random.default_rng(1)
     steps = np.arange(12.0)
-    cross = rng.poisson(0.5 * steps, (60, 12))
-    change = steps * (1 + rng.random((60, 12)))
-    t = _test(cross, change, 1)
-    assert t.own > 0.3  # the old per-polyline statistic would call this an effect
-    assert abs(t.effect) < 0.1 and t.p > 0.05
-    assert t.ci[0] <= t.effect <= t.ci[1]
+    cross = rng.poisson(0.5 * steps, (40, 12))
+    change = steps * (1 + rng.random((40, 12)))
+    t = _test(cross, change, change.copy())
+    assert t.own_mean > 0.3  # the version-1 statistic would call this an effect
+    assert t.effect == 0.0 and t.interval(0.95) == (0.0, 0.0) and t.p == 1.0
 
 
-def test_own_boundaries_driving_the_change_give_an_effect() -> None:
+def test_shared_geometry_alone_gives_no_effect() -> None:
+    """Crossings and change both grow along the grid; the control shares that growth (and its own
+    noise): no effect."""
     rng = np.random.default_rng(2)
     steps = np.arange(12.0)
     cross = rng.poisson(0.5 * steps, (60, 12))
-    change = steps + 3 * cross + rng.random((60, 12))
-    t = _test(cross, change, 2)
-    assert t.effect > 0.1 and t.ci[0] > 0 and t.p < 0.01 and t.n_perm >= 1999
+    change = steps * (1 + rng.random((60, 12)))
+    frozen = steps * (1 + rng.random((60, 12)))
+    t = _test(cross, change, frozen, 2)
+    assert abs(t.effect) < 0.1 and t.p > 0.05
+    lo, hi = t.interval(0.95)
+    assert lo <= t.effect <= hi
 
 
-def test_constant_rows_are_refused() -> None:
+def test_boundaries_driving_the_change_give_an_effect() -> None:
+    rng = np.random.default_rng(3)
+    steps = np.arange(12.0)
+    cross = rng.poisson(0.5 * steps, (60, 12))
+    frozen = steps + rng.random((60, 12))
+    change = frozen + 3 * cross
+    t = _test(cross, change, frozen, 3)
+    assert t.effect > 0.1 and t.interval(0.95)[0] > 0 and t.p < 0.01 and t.own_mean > t.frozen_mean
+
+
+def test_too_few_varying_polylines_is_a_reason_not_a_number() -> None:
+    cross = np.zeros((10, 6))
+    cross[:2, 0] = 1
+    out = tracking_test(cross, np.random.default_rng(0).random((10, 6)), np.ones((1, 10, 6)), n_boot=100,
+                        rng=np.random.default_rng(0), min_polylines=8)
+    assert isinstance(out, str) and "only 2 of 10" in out
     with pytest.raises(PolyauditError):
-        alignment_matrix(np.zeros((4, 5)), np.ones((4, 5)))
+        tracking_test(cross, np.ones((10, 6)), np.ones((10, 6)), n_boot=10, rng=np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("n_layers", [4, 5, 8])
-def test_layer_permutation_is_exact_up_to_eight_layers(n_layers: int) -> None:
-    alpha = np.linspace(-2.0, -1.0, n_layers)
-    p, used, exact = c6.layer_permutation_p(alpha + 3.0, alpha, np.random.default_rng(0))
-    assert exact and used == math.factorial(n_layers)
-    assert p == pytest.approx(2 / math.factorial(n_layers)) == pytest.approx(c6.min_layer_p(n_layers))
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(5, 40))
+def test_the_interval_excludes_zero_exactly_when_p_is_below_its_level(seed: int, m: int) -> None:
+    rng = np.random.default_rng(seed)
+    boot = rng.normal(rng.normal(0.0, 0.1), 0.05, 2000)
+    p = expanded_p(boot, m)
+    for level in (0.9, 0.95, 0.99, 0.999):
+        lo, hi = expanded_interval(boot, m)(level)
+        if p < (1 - level) * 0.8:  # slack: the +1 correction of the bootstrap p
+            assert lo > 0 or hi < 0
+        if p > (1 - level) * 1.25:
+            assert lo <= 0 <= hi
 
 
-def test_layer_permutation_beyond_eight_layers_is_seeded_shuffles() -> None:
-    alpha = np.linspace(-2.0, -1.0, 10)
-    p, used, exact = c6.layer_permutation_p(-alpha, alpha, np.random.default_rng(0))
-    assert not exact and used == c6.N_LAYER_PERM and p == pytest.approx(1 / (c6.N_LAYER_PERM + 1))
-    again = c6.layer_permutation_p(np.sin(alpha * 7), alpha, np.random.default_rng(3))
-    assert again == c6.layer_permutation_p(np.sin(alpha * 7), alpha, np.random.default_rng(3))
+def test_the_expanded_interval_is_wider_than_the_percentile_one() -> None:
+    boot = np.random.default_rng(0).normal(0.2, 0.05, 2000)
+    lo, hi = expanded_interval(boot, 10)(0.95)
+    plo, phi = np.quantile(boot, [0.025, 0.975])
+    assert lo < plo and hi > phi

@@ -14,9 +14,10 @@ from polyaudit.measures.purity import (
     conditional_entropy,
     contingency,
     label_entropy,
-    permuted_entropies,
-    resample_weights,
-    weighted_entropies,
+    permuted_unit_entropies,
+    unit_bootstrap,
+    unit_counts,
+    unit_entropies,
 )
 
 ids_and_labels = st.integers(1, 300).flatmap(
@@ -51,23 +52,85 @@ def test_pure_and_uninformative_clusterings() -> None:
     assert contingency(y, y).trace() == 100
 
 
-@settings(max_examples=30, deadline=None)
-@given(ids_and_labels, st.integers(0, 2**31 - 1))
-def test_weighted_and_permuted_tables_agree_with_direct_recounts(pair: tuple[list[int], list[int]], seed: int) -> None:
-    c, y = (np.asarray(v) for v in pair)
+def _jackknife(c: np.ndarray, y: np.ndarray, u: np.ndarray) -> float:
+    """The delete-one-unit jackknife of the plug-in H(label | cluster), written out."""
+    ids = np.unique(u)
+    h = conditional_entropy(c, y)
+    left_out = [conditional_entropy(c[u != j], y[u != j]) for j in ids]
+    return ids.size * h - (ids.size - 1) * float(np.mean(left_out))
+
+
+units_ids_labels = st.integers(3, 40).flatmap(
+    lambda m: st.tuples(st.lists(st.integers(1, 4), min_size=m, max_size=m),  # samples per unit
+                        st.integers(1, 6), st.integers(1, 4), st.booleans(), st.integers(0, 2**31 - 1)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(units_ids_labels)
+def test_unit_entropies_are_the_delete_one_unit_jackknife(case: tuple[list[int], int, int, bool, int]) -> None:
+    sizes, k, n_labels, one_label, seed = case
     rng = np.random.default_rng(seed)
-    idx = [rng.integers(0, c.size, c.size) for _ in range(3)]
-    weights = resample_weights(idx, c.size)
-    np.testing.assert_allclose(weighted_entropies(c, y, weights),
-                               [conditional_entropy(c[i], y[i]) for i in idx], atol=1e-12)
-    perms = np.stack([rng.permutation(c.size) for _ in range(3)])
-    np.testing.assert_allclose(permuted_entropies(c, y, perms),
-                               [conditional_entropy(c, y[p]) for p in perms], atol=1e-12)
+    u = np.repeat(np.arange(len(sizes)), sizes)
+    c = rng.integers(0, k, u.size)
+    y = rng.integers(0, n_labels, len(sizes))[u] if one_label else rng.integers(0, n_labels, u.size)
+    uc = unit_counts(c, y, u)
+    assert uc.unit_label is not None or not one_label
+    assert unit_entropies(uc, np.ones((1, uc.n_units)))[0] == pytest.approx(_jackknife(c, y, u), abs=1e-9)
+    # a bootstrap replicate: its draws are its units (a unit drawn twice is two units)
+    for w in unit_bootstrap(uc.n_units, 3, rng):
+        rows = np.concatenate([np.flatnonzero(u == j) for j in np.repeat(np.arange(uc.n_units), w.astype(int))])
+        draws = np.repeat(np.arange(int(w.sum())), [sizes[j] for j in np.repeat(np.arange(uc.n_units), w.astype(int))])
+        assert unit_entropies(uc, w[None])[0] == pytest.approx(_jackknife(c[rows], y[rows], draws), abs=1e-9)
 
 
-def test_resample_weights_take_cluster_bootstrap_rows_of_any_length() -> None:
-    w = resample_weights([np.array([0, 0, 2]), np.array([1])], 3)
-    np.testing.assert_array_equal(w, [[2, 0, 1], [0, 1, 0]])
+@settings(max_examples=30, deadline=None)
+@given(units_ids_labels)
+def test_permuted_unit_entropies_move_whole_units(case: tuple[list[int], int, int, bool, int]) -> None:
+    sizes, k, n_labels, _, seed = case
+    rng = np.random.default_rng(seed)
+    u = np.repeat(np.arange(len(sizes)), sizes)
+    c = rng.integers(0, k, u.size)
+    unit_label = rng.integers(0, n_labels, len(sizes))
+    uc = unit_counts(c, unit_label[u], u)
+    perms = np.stack([rng.permutation(len(sizes)) for _ in range(3)])
+    np.testing.assert_allclose(permuted_unit_entropies(uc, perms),
+                               [_jackknife(c, unit_label[p][u], u) for p in perms], atol=1e-9)
+    with pytest.raises(PolyauditError, match="whole draws"):
+        unit_entropies(uc, np.full((1, uc.n_units), 0.5))
+
+
+def test_jackknife_removes_the_bias_that_depends_on_the_number_of_clusters() -> None:
+    """Labels independent of the clusters: the plug-in H falls with the clusters (more cells, fewer
+    samples each), so a partition would look purer by having more clusters; the jackknifed H does
+    not. Units of 3 samples that share their cluster and label (a word in three sentences): the
+    bias is that of the units, not of the samples."""
+    rng = np.random.default_rng(0)
+    plug: dict[int, list[float]] = {4: [], 16: []}
+    jack: dict[int, list[float]] = {4: [], 16: []}
+    for _ in range(150):
+        u = np.repeat(np.arange(160), 3)
+        y = rng.integers(0, 8, 160)[u]
+        for k in plug:
+            c = rng.integers(0, k, 160)[u]
+            plug[k].append(conditional_entropy(c, y))
+            jack[k].append(unit_entropies(unit_counts(c, y, u), np.ones((1, 160)))[0])
+    assert np.mean(plug[4]) - np.mean(plug[16]) > 0.3  # the plug-in gap: bias alone
+    assert abs(np.mean(jack[4]) - np.mean(jack[16])) < 0.05
+    assert abs(np.mean(jack[4]) - 3.0) < 0.05  # H(label) = 3 bits
+
+
+def test_unit_entropies_of_pure_clusters_are_zero() -> None:
+    u = np.repeat(np.arange(40), 2)
+    y = (np.arange(40) % 4)[u]
+    uc = unit_counts(y * 3, y, u)
+    np.testing.assert_allclose(unit_entropies(uc, unit_bootstrap(40, 5, np.random.default_rng(0))), 0.0, atol=1e-12)
+
+
+def test_unit_bootstrap_draws_as_many_units_as_there_are() -> None:
+    w = unit_bootstrap(7, 50, np.random.default_rng(0))
+    assert w.shape == (50, 7) and np.all(w.sum(axis=1) == 7) and np.all(w == np.rint(w))
+    with pytest.raises(PolyauditError, match="2 units"):
+        unit_bootstrap(1, 5, np.random.default_rng(0))
 
 
 def test_cluster_sizes_flag_one_giant_cluster() -> None:
@@ -76,6 +139,14 @@ def test_cluster_sizes_flag_one_giant_cluster() -> None:
     assert sizes.sizes == (60, 20, 20) and sizes.largest_fraction == 0.6 and sizes.degenerate()
     assert not cl.cluster_sizes(np.arange(100) % 4, 4).degenerate()
     assert sizes.summary()["n_clusters"] == 3
+    assert sizes.effective_k == pytest.approx(2 ** -(0.6 * np.log2(0.6) + 0.4 * np.log2(0.2)))
+    assert cl.cluster_sizes(np.arange(100) % 4, 4).effective_k == pytest.approx(4.0)
+
+
+def test_one_spline_code_is_one_polytope_cluster() -> None:
+    codes = np.ones((50, 8), dtype=bool)
+    ids = cl.polytope_clusters(codes, 4, np.random.default_rng(0))
+    assert np.all(ids == 0) and cl.cluster_sizes(ids, 4).degenerate()
 
 
 def test_polytope_clusters_recover_planted_codes() -> None:

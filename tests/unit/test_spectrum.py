@@ -23,6 +23,7 @@ from polyaudit.measures.spectrum import (
     eigenspectrum,
     eigenspectrum_streaming,
     fit_power_law,
+    paired_bootstrap_alphas,
     participation_ratio,
 )
 from polyaudit.stats import bootstrap_resamples, huber_lines
@@ -328,3 +329,26 @@ def test_alpha_with_ci_intervals_and_determinism() -> None:
     assert g_alpha == a and g_lo < a < g_hi
     with pytest.raises(PolyauditError, match="interval"):
         alpha_with_ci(x, n_boot=10, interval="bca")  # type: ignore[arg-type]
+
+
+def test_paired_bootstrap_is_each_layers_bootstrap_on_the_same_resamples() -> None:
+    layers = [planted(700, 40, a, 20 + i) for i, a in enumerate((-0.9, -1.2, -1.6))]
+    ranks = default_ranks(700, 40)
+    resamples = bootstrap_resamples(700, 30, np.random.default_rng(5), groups=np.repeat(np.arange(350), 2))
+    paired = paired_bootstrap_alphas(layers, ranks, resamples)
+    assert paired.shape == (3, 30)
+    for row, x in zip(paired, layers, strict=True):
+        np.testing.assert_allclose(row, bootstrap_alphas(x, ranks, resamples), atol=1e-9)
+    parts = [decompose(x) for x in layers]
+    np.testing.assert_array_equal(paired_bootstrap_alphas(layers, ranks, resamples, decompositions=parts), paired)
+
+
+def test_fit_power_law_is_scikit_learns_huber_fit() -> None:
+    from sklearn.linear_model import HuberRegressor
+
+    ev = np.arange(1, 80.0) ** -1.1 * np.exp(0.05 * np.random.default_rng(3).standard_normal(79))
+    ev[20] *= 1.5  # an outlier the Huber loss discounts (the spectrum is sorted first)
+    fit = fit_power_law(ev, ranks=(5, 60))
+    x, y = np.log(np.arange(5, 61.0)), np.log(np.sort(ev)[::-1][4:60])
+    ref = HuberRegressor(epsilon=1.35, alpha=0.0, max_iter=10_000, tol=1e-12).fit((x - x.mean())[:, None], y - y.mean())
+    assert fit.alpha == pytest.approx(float(ref.coef_[0]), abs=1e-6)
