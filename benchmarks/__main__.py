@@ -9,7 +9,6 @@ Absolute times are context (the machine is noisy); the ratios are the result.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 
@@ -36,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", choices=sorted(bench_audit.SHAPES), default="small",
                     help="audit suite: the GPT-2-shaped model's size (default small = GPT-2 small)")
     ap.add_argument("--device", default="cpu", help="audit suite: --device for the audit (cpu, cuda, auto)")
+    ap.add_argument("--llama", choices=sorted(bench_audit.LLAMA_SHAPES),
+                    help="audit suite: also audit a Llama-shaped checkpoint of this size (smol = 30 layers, 135M)")
+    ap.add_argument("--profile", default="default", help="audit suite: the audit's profile (default: default)")
+    ap.add_argument("--control", default="none", choices=("none", "init", "shuffle"),
+                    help="audit suite: --control for the audit (none: the <= 8 FPE target; init: <= 16)")
     args = ap.parse_args(argv)
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
@@ -45,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} ==", flush=True)
         suite = SUITES[name]
         if name == "audit":
-            suite = functools.partial(suite, size=args.size, device=args.device)
+            common = {"profile": args.profile, "device": args.device, "control": args.control}
+            results[name] = suite(size=args.size, **common)
+            if args.llama:
+                results["audit-llama"] = suite(llama=args.llama, **common)
+            continue
         results[name] = suite()
         for k, v in results[name].items():
             print(f"  {k}: {v}")

@@ -1,4 +1,12 @@
-"""The whole audit against the cost of its forward passes, per claim.
+"""The whole audit against the cost of its forward passes, per claim, in forward-pass equivalents.
+
+FPE: a part's wall time divided by the time of ONE bare truncated forward pass over the run's text
+probe (the transformer without its LM head, no hooks, the profile's batch size), timed in the same
+process right after the audit. Two checkpoint shapes (random weights, saved with save_pretrained and
+loaded through `--model=./dir`): GPT-2-shaped (`--size`) and Llama-shaped (`--llama`: `smol` = 30
+layers x 576, 9 heads / 3 KV heads, 49,152-token vocabulary, the shape of a 135M Llama-family
+decoder). `--control none` measures the audit without the control twin (target <= 8 FPE), the
+default `init` with it (target <= 16 FPE).
 
 `pytest claims/ --model=DIR --profile=default` runs in this process on a GPT-2-shaped checkpoint
 (random weights; `small` = GPT-2 small: 12 layers x 768, 12 heads, 1,024 positions, the 50,257-token
@@ -27,6 +35,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"tiny": (3, 64, 4, 512), "mini": (6, 384, 6, 8192), "small": (12, 768, 12, 50257)}
+LLAMA_SHAPES = {"tiny": (4, 64, 4, 2, 128, 512), "mini": (12, 256, 8, 4, 704, 8192),
+                "smol": (30, 576, 9, 3, 1536, 49152)}  # layers, width, heads, kv heads, mlp, vocab
 
 
 def build_gpt2(size: str, out: Path) -> Path:
@@ -48,6 +58,60 @@ def build_gpt2(size: str, out: Path) -> Path:
         model = GPT2LMHeadModel(config).eval()
     model.save_pretrained(str(out), safe_serialization=True)
     return out
+
+
+def build_llama(size: str, out: Path) -> Path:
+    """A Llama-shaped random checkpoint (seed 0) with the locally trained tokenizer, in `out`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from fixtures.tiny_models import train_tokenizer
+
+    layers, width, heads, kv, mlp, vocab = LLAMA_SHAPES[size]
+    tok = train_tokenizer(out)
+    tok.model_max_length = 2048
+    tok.save_pretrained(str(out))
+    config = LlamaConfig(num_hidden_layers=layers, hidden_size=width, num_attention_heads=heads,
+                         num_key_value_heads=kv, intermediate_size=mlp, vocab_size=vocab,
+                         max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def bare_forward_seconds(model: Path, profile: str, device: str, repeats: int = 3) -> float:
+    """One bare truncated forward over the run's text probe: the transformer without its LM head,
+    no hooks, in the profile's batches (the fastest of `repeats`, after a warm-up batch)."""
+    import torch
+
+    from polyaudit.profiles import PROFILES
+    from polyaudit.run.options import RunOptions
+    from polyaudit.run.runtime import Runtime
+
+    runtime = Runtime(RunOptions(models=(str(model),), profile=PROFILES[profile], device=device, control="none",
+                                 use_cache=False))
+    subject = runtime.subject(str(model))
+    probe = subject.probe()
+    net = subject.loaded.model
+    body = getattr(net, "base_model", net)  # the transformer without its head
+    size = PROFILES[profile].batch_size
+    ids, mask = probe.inputs, probe.attention_mask
+    dev = next(net.parameters()).device
+    best = float("inf")
+    with torch.inference_mode():
+        body(input_ids=ids[:1].to(dev), attention_mask=None if mask is None else mask[:1].to(dev))
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for i in range(0, ids.shape[0], size):
+                body(input_ids=ids[i:i + size].to(dev),
+                     attention_mask=None if mask is None else mask[i:i + size].to(dev))
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+    return best
 
 
 class _Timer:
@@ -86,10 +150,12 @@ class _Timer:
         yield from self._span("session end (reports)")
 
 
-def _audit(model: Path, cache: Path, reports: Path, profile: str, device: str) -> dict[str, Any]:
+def _audit(model: Path, cache: Path, reports: Path, profile: str, device: str,
+           control: str = "none") -> dict[str, Any]:
     timer = _Timer()
     out = reports / f"audit-{time.monotonic_ns()}.json"
     args = [str(ROOT / "claims"), f"--model={model}", f"--profile={profile}", f"--cache-dir={cache}",
+            f"--control={control}",
             f"--report-dir={reports}", f"--json={out}", f"--device={device}", "-q", "-p", "no:cacheprovider",
             "--rootdir", str(ROOT)]
     t0 = time.perf_counter()
@@ -102,30 +168,45 @@ def _audit(model: Path, cache: Path, reports: Path, profile: str, device: str) -
             "tests": dict(timer.tests), "rows": rows}
 
 
-def _table(run: dict[str, Any]) -> list[dict[str, Any]]:
+def _table(run: dict[str, Any], fpe: float) -> list[dict[str, Any]]:
     lines = []
     for name, wall in run["wall"].items():
         fwd = run["forward"].get(name, 0.0)
         lines.append({"part": name, "tests": run["tests"].get(name, 0), "wall_s": round(wall, 2),
                       "forward_s": round(fwd, 2), "other_s": round(wall - fwd, 2),
-                      "forward_share": round(fwd / wall, 3) if wall > 0 else None})
+                      "forward_share": round(fwd / wall, 3) if wall > 0 else None,
+                      "fpe": round(wall / fpe, 2)})
     return lines
 
 
-def run(size: str = "small", profile: str = "default", device: str = "cpu") -> dict[str, Any]:
+def run(size: str = "small", profile: str = "default", device: str = "cpu", llama: str | None = None,
+        control: str = "none") -> dict[str, Any]:
+    """The audit of one checkpoint shape (GPT-2-shaped `size`, or Llama-shaped `llama`), cold and
+    warm, with its per-claim breakdown in seconds and in FPE."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = build_gpt2(size, folder / f"gpt2-{size}")
-        cold = _audit(model, folder / "cache", folder / "reports", profile, device)
-        warm = _audit(model, folder / "cache", folder / "reports", profile, device)
+        if llama:
+            model, shape = build_llama(llama, folder / f"llama-{llama}"), (
+                f"Llama-shaped {llama} (layers, width, heads, kv heads, mlp, vocab) {LLAMA_SHAPES[llama]}")
+        else:
+            model, shape = build_gpt2(size, folder / f"gpt2-{size}"), (
+                f"GPT-2-shaped {size} {SHAPES[size][:2]}, vocab {SHAPES[size][3]}")
+        cold = _audit(model, folder / "cache", folder / "reports", profile, device, control)
+        fpe = bare_forward_seconds(model, profile, device)
+        warm = _audit(model, folder / "cache", folder / "reports", profile, device, control)
     fwd = sum(cold["forward"].values())
     unmeasured = cold["total"] - sum(cold["wall"].values())
     same = [(r["effect"], r["ci"], r["p"]) for r in cold["rows"]] == \
         [(r["effect"], r["ci"], r["p"]) for r in warm["rows"]]
+    claims_s = sum(w for k, w in cold["wall"].items() if not k.startswith(("collection", "session end")))
     result = {
-        "model": f"GPT-2-shaped {size} {SHAPES[size][:2]}, vocab {SHAPES[size][3]}, random weights",
-        "profile": profile, "device": device,
-        "breakdown": _table(cold),
+        "model": f"{shape}, random weights",
+        "profile": profile, "device": device, "control": control,
+        "bare_forward_s": round(fpe, 3),
+        "total_fpe": round(cold["total"] / fpe, 2),
+        "claims_fpe": round(claims_s / fpe, 2),
+        "fpe_target": 16 if control != "none" else 8,
+        "breakdown": _table(cold, fpe),
         "unattributed_s": round(unmeasured, 2),
         "total_s": round(cold["total"], 2),
         "forward_s": round(fwd, 2),
@@ -143,10 +224,13 @@ def run(size: str = "small", profile: str = "default", device: str = "cpu") -> d
 
 def _print(result: dict[str, Any]) -> None:
     print(f"  {result['model']}, profile {result['profile']}")
-    print(f"  {'part':34s} {'tests':>5s} {'wall s':>8s} {'forward s':>9s} {'other s':>8s} {'fwd share':>9s}")
+    print(f"  one bare forward over the probe: {result['bare_forward_s']:.3f} s (1 FPE); control {result['control']}")
+    print(f"  {'part':34s} {'tests':>5s} {'wall s':>8s} {'forward s':>9s} {'other s':>8s} {'fwd share':>9s} {'FPE':>7s}")
     for row in result["breakdown"]:
         share = "" if row["forward_share"] is None else f"{row['forward_share']:.2f}"
         print(f"  {row['part']:34s} {row['tests']:5d} {row['wall_s']:8.2f} {row['forward_s']:9.2f} "
-              f"{row['other_s']:8.2f} {share:>9s}")
+              f"{row['other_s']:8.2f} {share:>9s} {row['fpe']:7.1f}")
+    print(f"  whole audit {result['total_fpe']:.1f} FPE (claims {result['claims_fpe']:.1f}); "
+          f"target <= {result['fpe_target']} FPE")
     print(f"  total {result['total_s']:.1f} s, forward {result['forward_s']:.1f} s "
           f"-> forward share {result['forward_share']:.2f} (target >= 0.70)")
