@@ -23,7 +23,7 @@ from benchmarks import (
     bench_tlens,
 )
 
-SUITES = {"audit": bench_audit.run, "capture": bench_capture.run, "cache": bench_cache.run,
+SUITES = {"audit": bench_audit.run, "control": bench_audit.control_cost, "capture": bench_capture.run, "cache": bench_cache.run,
           "coding": bench_coding.run, "memory": bench_memory.run,
           "parallel": bench_parallel.run, "polytopes": bench_polytopes.run, "tlens": bench_tlens.run}
 
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = suite(size=args.size, **common)
             if args.llama:
                 results["audit-llama"] = suite(llama=args.llama, **common)
+            continue
+        if name == "control":
+            results[name] = suite(size="tiny" if args.size == "small" else args.size, profile="quick",
+                                  device=args.device, llama=args.llama)
             continue
         results[name] = suite()
         for k, v in results[name].items():

@@ -151,11 +151,11 @@ class _Timer:
 
 
 def _audit(model: Path, cache: Path, reports: Path, profile: str, device: str,
-           control: str = "none") -> dict[str, Any]:
+           control: str = "none", twins: int = 3) -> dict[str, Any]:
     timer = _Timer()
     out = reports / f"audit-{time.monotonic_ns()}.json"
     args = [str(ROOT / "claims"), f"--model={model}", f"--profile={profile}", f"--cache-dir={cache}",
-            f"--control={control}",
+            f"--control={control}", f"--control-twins={twins}",
             f"--report-dir={reports}", f"--json={out}", f"--device={device}", "-q", "-p", "no:cacheprovider",
             "--rootdir", str(ROOT)]
     t0 = time.perf_counter()
@@ -234,3 +234,24 @@ def _print(result: dict[str, Any]) -> None:
           f"target <= {result['fpe_target']} FPE")
     print(f"  total {result['total_s']:.1f} s, forward {result['forward_s']:.1f} s "
           f"-> forward share {result['forward_share']:.2f} (target >= 0.70)")
+
+
+def control_cost(size: str = "tiny", profile: str = "quick", device: str = "cpu", llama: str | None = None,
+                 twins: tuple[int, ...] = (1, 3)) -> dict[str, Any]:
+    """The control twins' extra cost as a ratio to the model's own audit, measured side by side in one
+    process: the same checkpoint audited cold (each run its own empty cache) with --control=none and
+    with --control=init and 1, 3, ... twins. Issue target: at most 1.0x extra."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = build_llama(llama, folder / "llama") if llama else build_gpt2(size, folder / "gpt2")
+        base = _audit(model, folder / "cache-none", folder / "reports", profile, device, "none")["total"]
+        extra = {}
+        for k in twins:
+            total = _audit(model, folder / f"cache-init-{k}", folder / "reports", profile, device, "init", k)["total"]
+            extra[f"init x{k}"] = round((total - base) / base, 2)
+    result = {"model": f"{'Llama-shaped ' + llama if llama else 'GPT-2-shaped ' + size}, random weights",
+              "profile": profile, "no_control_s": round(base, 1), "extra_over_own_audit": extra,
+              "target": "extra <= 1.0x"}
+    print(f"  {result['model']}, profile {profile}: own audit {base:.1f} s; extra with the twins "
+          + ", ".join(f"{k}: {v:.2f}x" for k, v in extra.items()) + " (target <= 1.0x)")
+    return result
