@@ -97,6 +97,19 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return list(enc["input_ids"])
 
 
+def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts around one text when the model reads it as it was trained
+    (BOS of Llama-style decoders, [CLS] ... [SEP] of BERT-style encoders, none for GPT-2): (prefix,
+    suffix) ids, found by encoding a word with and without them (whatever adds them: the tokenizer's
+    post-processor or its own build method)."""
+    plain = list(tokenizer("polyaudit", add_special_tokens=False, verbose=False)["input_ids"])
+    full = list(tokenizer("polyaudit", add_special_tokens=True, verbose=False)["input_ids"])
+    for i in range(len(full) - len(plain) + 1):
+        if full[i:i + len(plain)] == plain:
+            return [int(t) for t in full[:i]], [int(t) for t in full[i + len(plain):]]
+    return [], []
+
+
 def text_probe(
     name: str,
     text: str,
@@ -110,6 +123,10 @@ def text_probe(
     positions of each after the (scaled) skip, k at most profile.max_samples // n_seq (the kept
     samples stay within the profile's budget however many sequences are asked for).
 
+    Every sequence carries the special tokens the tokenizer adds to one text (`special_tokens`:
+    BOS for Llama-style decoders, [CLS] ... [SEP] for BERT-style encoders) within its L tokens; the
+    kept positions are never on them (the skip counts from the first text token).
+
     Fewer chunks than profile.n_seq: all are used and meta["capped"] is True.
     """
     seq_len = profile.seq_len if max_positions is None else min(profile.seq_len, int(max_positions))
@@ -117,13 +134,18 @@ def text_probe(
         raise PolyauditError(
             f"text probe {name}: the model's context ({max_positions}) leaves no room for a sequence"
         )
+    prefix, suffix = special_tokens(tokenizer)
+    body_len = seq_len - len(prefix) - len(suffix)  # text tokens per sequence
+    if body_len < 1:
+        raise PolyauditError(f"text probe {name}: sequences of {seq_len} tokens leave no room for text beside the "
+                             f"{len(prefix) + len(suffix)} special tokens the tokenizer adds")
     ids = np.asarray(_encode(tokenizer, text), dtype=np.int64)
-    n_chunks = int(ids.size // seq_len)
+    n_chunks = int(ids.size // body_len)
     if n_chunks == 0:
         raise PolyauditError(
             f"probe {name} has {ids.size} tokens, fewer than one sequence of {seq_len}: use a longer text"
         )
-    k, skip = scaled_sampling(profile, seq_len)
+    k, skip = scaled_sampling(profile, body_len)
     if k == 0:
         raise PolyauditError(
             f"probe {name}: sequences of {seq_len} tokens leave no position after skipping {skip}: use a profile with a smaller skip"
@@ -135,8 +157,11 @@ def text_probe(
     k_budget = max(1, profile.max_samples // n_seq)
     k = min(k, k_budget)
     chosen = np.sort(rng.choice(n_chunks, size=n_seq, replace=False))
-    chunks = ids[: n_chunks * seq_len].reshape(n_chunks, seq_len)[chosen]
-    pos = sample_positions(seq_len, k, skip)
+    chunks = ids[: n_chunks * body_len].reshape(n_chunks, body_len)[chosen]
+    if prefix or suffix:
+        chunks = np.concatenate([np.tile(np.asarray(prefix, dtype=np.int64), (n_seq, 1)), chunks,
+                                 np.tile(np.asarray(suffix, dtype=np.int64), (n_seq, 1))], axis=1)
+    pos = sample_positions(body_len, k, skip) + len(prefix)
     positions = np.stack(
         [np.repeat(np.arange(n_seq, dtype=np.int64), k), np.tile(pos, n_seq)], axis=1
     )
@@ -152,6 +177,9 @@ def text_probe(
         "seed": seed,
         "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "chunks": chosen.tolist(),
+        "special_tokens": {"prefix": prefix, "suffix": suffix},
+        "tokenization": (f"special tokens as the model reads text: {len(prefix)} before, {len(suffix)} after each "
+                         "sequence (never sampled)" if prefix or suffix else "no special tokens (the tokenizer adds none)"),
     }
     return ProbeSet(
         name=name,

@@ -99,7 +99,8 @@ def render_table(doc: Mapping[str, Any], *, width: int = WIDTH, color: bool = Fa
         head.append(f"model {m.get('spec')}  revision {m.get('revision') or '-'}  sha256 {(m.get('sha256') or '-')[:12]}"
                     f"  ({m.get('family', '?')}, {m.get('n_layers', '?')} layers, {m.get('dtype', '?')})")
     for p in doc.get("probes", []):
-        head.append(f"probe {p.get('name')}  {p.get('n_samples')} samples  sha256 {(p.get('sha256') or '-')[:12]}")
+        head.append(f"probe {p.get('name')}  {p.get('n_samples')} samples  sha256 {(p.get('sha256') or '-')[:12]}"
+                    + (f"  ({p['tokenization']})" if p.get("tokenization") else ""))
     head.append(f"seed {doc.get('seed')}  profile {doc.get('profile')}  correction {doc.get('correction') or 'holm'}"
                 f"  control {doc.get('control') or 'none'}"
                 f"{' x' + str(doc['control_twins']) if doc.get('control_twins') else ''}  device {doc.get('device')}")

@@ -261,3 +261,47 @@ def test_registry_default_and_errors(tokenizer: Any) -> None:
         build_probe("text:stdlib", loaded, QUICK, seed=0, min_samples=10**6)
     msg = _one_line(err)
     assert f"yields {probe.n_samples} samples" in msg and "at least 1000000" in msg
+
+
+# --- special tokens: the model reads text as it was trained ----------------------------------
+def _with_template(tokenizer: Any, single: str, specials: list[str]) -> Any:
+    """A copy of `tokenizer` whose post-processor adds `specials` around each text (`single`)."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    ids = [(s, tok.convert_tokens_to_ids(s)) for s in specials]
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single=single, special_tokens=ids)
+    return tok
+
+
+@pytest.mark.parametrize(("single", "specials", "before", "after"),
+                         [("<bos> $A", ["<bos>"], 1, 0), ("[CLS] $A [SEP]", ["[CLS]", "[SEP]"], 1, 1)],
+                         ids=["bos-decoder", "cls-sep-encoder"])
+def test_sequences_carry_the_special_tokens_and_samples_avoid_them(tokenizer: Any, single: str,
+                                                                   specials: list[str], before: int,
+                                                                   after: int) -> None:
+    from polyaudit.probes.text import special_tokens, text_probe
+
+    tok = _with_template(tokenizer, single, specials)
+    prefix, suffix = special_tokens(tok)
+    assert (len(prefix), len(suffix)) == (before, after)
+    probe = text_probe("text:stdlib", stdlib_text(), tok, QUICK, None, seed=0)
+    ids = probe.inputs.numpy()
+    assert ids.shape[1] == QUICK.seq_len  # the special tokens fit inside the profile's length
+    assert (ids[:, :before] == prefix).all() and (ids[:, ids.shape[1] - after:] == suffix).all()
+    pos = probe.positions[:, 1]
+    assert pos.min() >= before + probe.skip and pos.max() < ids.shape[1] - after
+    special_ids = set(prefix) | set(suffix)
+    assert not special_ids & set(ids[probe.positions[:, 0], pos].tolist())
+    assert "special tokens" in probe.describe()["tokenization"]
+
+
+def test_a_tokenizer_without_special_tokens_reads_plain_chunks(tokenizer: Any) -> None:
+    from polyaudit.probes.text import special_tokens, text_probe
+
+    assert special_tokens(tokenizer) == ([], [])
+    probe = text_probe("text:stdlib", stdlib_text(), tokenizer, QUICK, None, seed=0)
+    assert probe.describe()["tokenization"].startswith("no special tokens")
