@@ -68,7 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tolerance_args(c)
 
     ls = sub.add_parser("list", help="list the claims, their versions and what they need")
-    ls.add_argument("--claims", default="claims", metavar="DIR", help="folder of claim files (default ./claims)")
+    ls.add_argument("--claims", default=None, metavar="DIR",
+                    help="folder of claim files (default ./claims if there is one, else the claims installed with "
+                         "polyaudit)")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     v = sub.add_parser("validate", help="check a report against the schema and its integrity checksum")
@@ -234,6 +236,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_REGRESSED if n_reg else EXIT_OK
 
 
+def _default_claims() -> Path:
+    """./claims in a clone of the repository, else the claims shipped inside the package."""
+    if Path("claims").is_dir():
+        return Path("claims")
+    import importlib.util
+
+    spec = importlib.util.find_spec("polyaudit.claims")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else Path("claims")
+
+
 def discover_claims(folder: str | Path) -> list[dict[str, Any]]:
     """The claims in a folder of claim files: imported (not run) to read their `claim` markers."""
     import pytest
@@ -275,11 +288,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    claims = discover_claims(args.claims)
+    folder = args.claims or _default_claims()
+    claims = discover_claims(folder)
     if args.json:
         print(json.dumps(claims, indent=2))
         return EXIT_OK
-    table = Table(title=f"polyaudit claims in {args.claims}")
+    table = Table(title=f"polyaudit claims in {folder}")
     for col in ("claim", "version", "name", "statistic", "sites", "probe", "min samples", "prediction"):
         table.add_column(col, overflow="fold")
     for c in claims:

@@ -118,6 +118,13 @@ def test_list_shows_claims_versions_and_needs(capsys: pytest.CaptureFixture[str]
     assert main(["list", "--claims", str(REPO / "no-such-folder")]) == EXIT_REFUSED
 
 
+def test_list_outside_a_clone_shows_the_installed_claims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./claims here: the claims shipped in the package (polyaudit.claims)
+    assert main(["list", "--json"]) == EXIT_OK
+    assert {c["claim"] for c in json.loads(capsys.readouterr().out)} >= {"C1", "C2", "C3", "C4", "C5", "C6"}
+
+
 def test_the_command_runs_as_a_program_without_torch(files: dict[str, Path]) -> None:
     code = ("import sys, runpy; sys.argv = ['polyaudit', 'compare', sys.argv[1], sys.argv[2]]\n"
             "try:\n    runpy.run_module('polyaudit.cli', run_name='__main__')\n"
