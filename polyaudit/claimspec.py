@@ -273,15 +273,14 @@ def versus_twins(ev: Evidence, twins: Sequence[Evidence]) -> dict[str, Any] | No
                       f"twins' SD {s:.3g})"}
 
 
-def attach_control(rows: Mapping[str, Evidence], twins: Sequence[Mapping[str, Evidence]] | Mapping[str, Evidence],
+def attach_control(rows: Mapping[str, Evidence], twins: Sequence[Mapping[str, Evidence]],
                    kind: str, describe: Mapping[str, Any] | None = None, alpha: float = 0.05) -> dict[str, Evidence]:
     """Each row with the same row measured on its control twins (`control`: the twins' mean effect,
     each twin's effect and verdict, the first twin's CI) and the difference (`vs_control`,
     `versus_twins`); rows the twins lack are left as they are."""
-    many = [twins] if isinstance(twins, Mapping) else list(twins)
     out = dict(rows)
     for key, ev in rows.items():
-        mine = [t[key] for t in many if key in t]
+        mine = [t[key] for t in twins if key in t]
         if not mine or ev.error is not None or ev.skip is not None:
             continue
         verdicts = [decide(t, alpha) for t in mine]
