@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from polyaudit.errors import PolyauditError
+from polyaudit.models.pooling import Pooling
 
 # activation names (transformers configs, nn module classes) that are piecewise linear: spline codes exact
 PIECEWISE_LINEAR = frozenset({"relu", "leaky_relu", "leakyrelu", "relu6", "prelu"})
@@ -162,6 +163,7 @@ class Adapter:
     site_kinds: tuple[SiteKind, ...] = SITE_KINDS
     capabilities: Capabilities = Capabilities()
     positions_per_input: int = 1  # samples per input a `run_until` reader gets (spatial_positions)
+    pooling: Pooling | None = None  # a sentence encoder's pooling (sentence-transformers folders)
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -387,6 +389,7 @@ class Adapter:
             "activation": self.activation,
             "piecewise_linear": self.piecewise_linear,
             "input_kind": self.input_kind,
+            **({"pooling": self.pooling.describe()} if self.pooling is not None else {}),
         }
 
 
