@@ -126,11 +126,14 @@ def _commit_hash(target: str, revision: str | None, cache_dir: str | None) -> st
     return m.group(1) if m else revision
 
 
-def _snapshot_folder(target: str, revision: str | None, cache_dir: str | None) -> str | None:
-    """The local snapshot folder of a hub id already in the cache (None when it is not)."""
+def _snapshot_folder(
+    target: str, revision: str | None, cache_dir: str | None, filename: str = "config.json"
+) -> str | None:
+    """The local snapshot folder of a hub id whose `filename` is already in the cache (None when
+    it is not)."""
     from huggingface_hub import try_to_load_from_cache
 
-    path = try_to_load_from_cache(target, "config.json", cache_dir=cache_dir, revision=revision)
+    path = try_to_load_from_cache(target, filename, cache_dir=cache_dir, revision=revision)
     return os.path.dirname(path) if isinstance(path, str) else None
 
 

@@ -103,6 +103,53 @@ def _local_tokenizer(model: nn.Module) -> Any | None:
         return None
 
 
+def _load_transformers(
+    spec: str,
+    target: str,
+    *,
+    local: bool,
+    device: str,
+    dtype: str | None,
+    revision: str | None,
+    trust_remote_code: bool,
+    cache_dir: str | None,
+    progress: bool,
+) -> LoadedModel:
+    """A hub id or local folder through transformers. A sentence-transformers folder (or cached
+    hub snapshot) with modules.json loads as its transformer, its pooling set on the adapter and
+    the context capped at the length sentence-transformers truncates inputs to."""
+    from polyaudit.models.hf_load import load_hf
+    from polyaudit.models.sentence import find_pipeline, seq_limit
+
+    spec_kind = "local" if local else "hub"
+    pipe = find_pipeline(target, local=local, revision=revision, cache_dir=cache_dir)
+    if pipe is not None and (local or pipe.transformer):  # a folder, or a snapshot's subfolder
+        target, local = pipe.transformer_folder, True
+    model, adapter, tokenizer, info = load_hf(
+        target, local=local, device=device, dtype=dtype, revision=revision,
+        trust_remote_code=trust_remote_code, cache_dir=cache_dir, progress=progress,
+    )
+    if pipe is not None:
+        adapter.pooling = pipe.pooling
+        info["revision"] = info["revision"] or pipe.revision
+        limit, context = seq_limit(pipe, tokenizer), info["max_positions"]
+        if limit is not None:
+            info["max_positions"] = limit if context is None else min(context, limit)
+        info["sentence_transformers"] = {"transformer": pipe.transformer or ".", "max_seq_length": limit}
+        if pipe.pooling is not None:
+            info["pooling"] = pipe.pooling.describe()
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        adapter=adapter,
+        tokenizer=tokenizer,
+        default_probe="text:stdlib",
+        revision=info["revision"],
+        max_positions=info["max_positions"],
+        meta={"kind": spec_kind, **info},
+    )
+
+
 def load_model(
     spec: str,
     *,
@@ -130,27 +177,10 @@ def load_model(
         )
 
     if parsed.kind in ("hub", "local"):
-        from polyaudit.models.hf_load import load_hf
-
-        model, hf_adapter, tokenizer, info = load_hf(
-            parsed.target,
-            local=parsed.kind == "local",
-            device=device,
-            dtype=dtype,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            cache_dir=hf_cache_dir,
+        loaded = _load_transformers(
+            spec, parsed.target, local=parsed.kind == "local", device=device, dtype=dtype,
+            revision=revision, trust_remote_code=trust_remote_code, cache_dir=hf_cache_dir,
             progress=progress,
-        )
-        loaded = LoadedModel(
-            spec=spec,
-            model=model,
-            adapter=hf_adapter,
-            tokenizer=tokenizer,
-            default_probe="text:stdlib",
-            revision=info["revision"],
-            max_positions=info["max_positions"],
-            meta={"kind": parsed.kind, **info},
         )
     elif parsed.kind == "zoo":
         from polyaudit.models.zoo import REGISTRY, load_zoo, zoo_adapter
