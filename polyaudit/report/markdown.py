@@ -76,6 +76,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     models = ", ".join(
         f"`{m.get('spec')}`" + (f" @ `{_short_rev(str(m['revision']))}`" if m.get("revision") else "")
         + (f" (sha256 `{str(m.get('sha256'))[:12]}`)" if m.get("sha256") else "")
+        + (f" (pooling: {m['pooling']})" if m.get("pooling") else "")
         for m in doc.get("models", [])
     )
     probes = ", ".join(f"`{p.get('name')}` ({p.get('n_samples')} samples)" for p in doc.get("probes", []))

@@ -86,8 +86,9 @@ def _cells(r: Mapping[str, Any]) -> list[str]:
 
 
 def render_table(doc: Mapping[str, Any], *, width: int = WIDTH, color: bool = False) -> str:
-    """Header (models with revision/hash, probes, seed, profile, control, device, versions), one row
-    per claim x model x site, and the legend; every line at most 80 columns."""
+    """Header (models with revision/hash and a sentence encoder's pooling, probes, seed, profile,
+    control, device, versions), one row per claim x model x site, and the legend; every line at
+    most 80 columns."""
     from rich.console import Console
 
     buf = io.StringIO()
@@ -97,7 +98,8 @@ def render_table(doc: Mapping[str, Any], *, width: int = WIDTH, color: bool = Fa
     head = []
     for m in doc.get("models", []):
         head.append(f"model {m.get('spec')}  revision {m.get('revision') or '-'}  sha256 {(m.get('sha256') or '-')[:12]}"
-                    f"  ({m.get('family', '?')}, {m.get('n_layers', '?')} layers, {m.get('dtype', '?')})")
+                    f"  ({m.get('family', '?')}, {m.get('n_layers', '?')} layers, {m.get('dtype', '?')})"
+                    + (f"  pooling: {m['pooling']}" if m.get("pooling") else ""))
     for p in doc.get("probes", []):
         head.append(f"probe {p.get('name')}  {p.get('n_samples')} samples  sha256 {(p.get('sha256') or '-')[:12]}"
                     + (f"  ({p['tokenization']})" if p.get("tokenization") else ""))

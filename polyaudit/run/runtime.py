@@ -167,6 +167,7 @@ class Subject:
             "dtype": str(ad.dtype).replace("torch.", ""),
             "device": str(ad.device),
             "activation_parity": self.parity,
+            **({"pooling": ad.pooling.describe()} if ad.pooling is not None else {}),
         }
 
 
