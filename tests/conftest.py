@@ -35,3 +35,12 @@ def tiny_headless_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
     root = tmp_path_factory.mktemp("tiny-headless")
     return {fam: build_tiny(fam, root / fam, head=False) for fam in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny sentence-transformers folder: the headless tiny BERT at its root, mean pooling
+    (1_Pooling/config.json), then Normalize (modules.json)."""
+    from fixtures.tiny_models import build_tiny_sentence
+
+    return build_tiny_sentence(tmp_path_factory.mktemp("tiny-sentence") / "st-bert")

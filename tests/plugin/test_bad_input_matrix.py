@@ -81,6 +81,13 @@ def _garbage_weights(env: Env) -> list[str]:
     return [f"--model={d}"]
 
 
+def _sentence_pipeline_without_transformer(env: Env) -> list[str]:
+    d = env.copy("bert", "st-no-transformer")
+    (d / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    return [f"--model={d}"]
+
+
 def _unknown_architecture(env: Env) -> list[str]:
     import transformers as tf
 
@@ -215,6 +222,8 @@ CASES = [
     Case("truncated-weights", _truncated_weights, "corrupt weights"),
     Case("garbage-weights", _garbage_weights, "garbage-weights"),
     Case("unknown-architecture", _unknown_architecture, "unknown architecture t5"),
+    Case("sentence-pipeline-without-transformer", _sentence_pipeline_without_transformer,
+         "must name one Transformer module"),
     Case("unknown-device", _args("--model=factory_mod:make", "--device=tpu"), "unknown device 'tpu'"),
     Case("unknown-dtype", _args("--model=factory_mod:make", "--dtype=float8"), "unknown dtype 'float8'"),
     Case("dtype-unsupported-on-device", _half_kernels_missing, "dtype float16 is not supported on cpu"),
