@@ -38,10 +38,12 @@ def paths_at(subject, audit, spec, site, name, skip) -> dict[str, Evidence]:
     if skip:
         return {k: c2.SPEC.skipped(f"{name}/{k}", skip, stat=c2.ROW_STAT[k]) for k in c2.ROWS}
     acts, labels, contexts = site_activations(subject, spec, site)
-    down = make_downstream(subject.loaded, site, contexts)
+    settings = c2.settings_for(audit.profile.name)
+    down = make_downstream(subject.loaded, site, contexts, sample_units=settings.units,
+                           seed=int(audit.rng(c2.CLAIM, name, "units").integers(2**62)))
     return c2.boundaries_track_semantics(
         down, acts, labels, site=name, rng=audit.rng(c2.CLAIM, name),
-        settings=c2.settings_for(audit.profile.name), n_boot=audit.profile.n_boot,
+        settings=settings, n_boot=audit.profile.n_boot,
         ctx=np.arange(len(labels)),
         notes=f"probe {subject.probe(spec).name}")
 

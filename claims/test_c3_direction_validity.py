@@ -32,10 +32,12 @@ def measure(subject, audit, spec, skip) -> dict[str, Evidence]:
     if skip:
         return {k: c3.SPEC.skipped(f"{name}/{k}", skip) for k in c3.ROWS}
     acts, labels, contexts = site_activations(subject, spec, site)
-    down = make_downstream(subject.loaded, site, contexts)
+    settings = c3.settings_for(audit.profile.name)
+    down = make_downstream(subject.loaded, site, contexts, sample_units=settings.units,
+                           seed=int(audit.rng(c3.CLAIM, name, "units").integers(2**62)))
     return c3.direction_validity(
         down, acts, labels, site=name, rng=audit.rng(c3.CLAIM, name),
-        settings=c3.settings_for(audit.profile.name), n_boot=audit.profile.n_boot,
+        settings=settings, n_boot=audit.profile.n_boot,
         ctx=np.arange(len(labels)), notes=f"probe {subject.probe(spec).name}")
 
 

@@ -5,7 +5,8 @@ paper makes: the redundancy of a layer's code shows in its eigenspectrum (a stee
 further below 0, repeats fewer directions across many units), and a redundant code survives
 erasures. Without a family of models: zero a random fraction q of each layer's units (the MLP output
 of a transformer block, the nonlinearity's output of a plain network) and measure the loss increase
-on the probe. Both alpha and the loss increase drift with depth, so the effect is Spearman of their
+on the probe (a model without an output head: the change of its own representation, cosine; see
+docs/claims.md). Both alpha and the loss increase drift with depth, so the effect is Spearman of their
 changes between adjacent layers (exact permutation p, Fisher-z interval); predicted positive (a layer
 whose spectrum flattens loses more).
 """
@@ -29,12 +30,14 @@ def measure(subject, audit) -> dict[str, Evidence]:
 
 @pytest.mark.claim(c5.SPEC, check="unit-dropout")
 def test_redundant_layers_lose_less(subject, audit):
-    if not subject.adapter.capabilities.output_head:
+    from polyaudit.interventions.downstream import output_space
+
+    if output_space(subject.adapter) is None:
         from polyaudit.interventions.unit_dropout import unit_site_kind
 
         site = unit_site_kind(subject.adapter)
-        audit.conclude(c5.SPEC.skipped(site, "the model has no output head (hidden states only): the loss "
-                                             "increase under unit dropout needs an output to score",
+        audit.conclude(c5.SPEC.skipped(site, "the model has no output head and no token representation: the "
+                                             "loss increase under unit dropout needs an output to score",
                                        stat="single"), subject)
         return
     audit.conclude(audit.measure(subject, lambda: measure(subject, audit))["unit"], subject)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
+from polyaudit.analyses.outputs import DISTRIBUTION, OutputSpace
 from polyaudit.errors import PolyauditError
 from polyaudit.stats import (
     Interval,
@@ -197,13 +198,6 @@ def contrast(r: np.ndarray) -> tuple[float, float, float]:
 # ---- the control's arithmetic (`polyaudit.analyses.polylines`, the hook evaluators) ------------
 
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    """Rows of `z` [..., C] renormalised to log-probabilities (float64)."""
-    z64 = np.asarray(z, dtype=np.float64)
-    top = np.max(z64, axis=-1, keepdims=True)
-    return z64 - top - np.log(np.sum(np.exp(z64 - top), axis=-1, keepdims=True))
-
-
 def fd_probes(anchors: np.ndarray, points: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(probe points [m, d], fraction [m]): the linearized control's forward-difference points,
     FD_STEP * reach from each anchor towards its point, and how far along anchor -> point they lie
@@ -214,17 +208,19 @@ def fd_probes(anchors: np.ndarray, points: np.ndarray, reach: np.ndarray) -> tup
     return a + frac.reshape(-1, *([1] * (a.ndim - 1))) * (p - a), frac
 
 
-def linearized(at_anchor: np.ndarray, at_probe: np.ndarray, fraction: np.ndarray) -> np.ndarray:
+def linearized(at_anchor: np.ndarray, at_probe: np.ndarray, fraction: np.ndarray,
+               space: OutputSpace = DISTRIBUTION) -> np.ndarray:
     """The frozen-code control of evaluators that only see outputs: log-probabilities [m, C] at each
     point from the forward difference of the outputs between its anchor (`at_anchor`) and a probe
     `fraction` [m] of the way towards it (`at_probe`; `fd_probes`), i.e. the rest of the model
     linearized at the anchor. Log-probabilities differ from logits by one constant per row, so
-    extrapolating them and renormalising extrapolates the logits."""
+    extrapolating them and renormalising extrapolates the logits. Embeddings (`space`) are
+    extrapolated as unit vectors and scaled back to unit length."""
     a, b = np.asarray(at_anchor, dtype=np.float64), np.asarray(at_probe, dtype=np.float64)
     f = np.asarray(fraction, dtype=np.float64)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):  # masked outputs (-inf) stay put
         slope = np.where(np.isfinite(a) & np.isfinite(b) & (f > 0), (b - a) / np.where(f > 0, f, 1.0), 0.0)
-    return log_softmax(a + slope)
+    return space.renormalise(a + slope)
 
 
 def same_output(logp: np.ndarray, frozen: np.ndarray, exact: bool) -> np.ndarray:

@@ -40,7 +40,14 @@ from typing import Any
 import numpy as np
 
 from polyaudit.analyses.alignment import Tracking, expanded_interval, expanded_p, tracking_test
-from polyaudit.analyses.polylines import PathSummary, describe, lerp, slerp, summarize_paths
+from polyaudit.analyses.polylines import (
+    PathSummary,
+    describe,
+    lerp,
+    sampling_details,
+    slerp,
+    summarize_paths,
+)
 from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.serial import encode_array
 from polyaudit.stats import (
@@ -72,18 +79,30 @@ SPEC = ClaimSpec(
 CLAIM, VERSION = SPEC.id, SPEC.version
 
 
+# Smooth activations (GELU, SiLU: codes are the sign of a pre-activation, a proxy) downstream of a
+# large model put tens of thousands of units after the site, and a path between two samples crosses
+# tens of thousands of their sign changes: every interval is bisected and every crossing is located.
+# Past this many later units the walks read the codes of a random sample of them instead (the same
+# share of each layer, seeded), count their crossings, and estimate every unit's total with a
+# standard error (`polyaudit.analyses.polylines.unit_estimate`). The statistics rank counts within
+# a path, so a constant scale leaves them unchanged; what the sample adds is sampling noise, which
+# the per-path standard error in the details measures. ReLU codes (exact) are never sampled.
+SAMPLED_UNITS = 4096
+
+
 @dataclass(frozen=True)
 class PathSettings:
     n_paths: int  # different-label paths (and as many same-label paths)
     steps: int  # steps per path (the Spearman is over these)
     sub: int  # approximate crossings: dense points per step
     levels: int  # approximate crossings: bisection rounds
+    units: int = SAMPLED_UNITS  # smooth codes: crossings counted on this many later units at random
 
 
 SETTINGS: dict[str, PathSettings] = {
     "quick": PathSettings(n_paths=16, steps=10, sub=2, levels=1),
     "default": PathSettings(n_paths=48, steps=16, sub=2, levels=1),
-    "paper": PathSettings(n_paths=128, steps=32, sub=4, levels=2),
+    "paper": PathSettings(n_paths=128, steps=32, sub=4, levels=2, units=4 * SAMPLED_UNITS),
 }
 
 
@@ -266,6 +285,8 @@ def _tracking_row(row_site: str, t: Tracking | str, walk: PathSummary, n_diff: i
     }
     if not walk.exact:
         details.update(sub=settings.sub, levels=settings.levels)
+    sampled, sampled_note = sampling_details(walk, slice(0, n_diff))
+    details.update(sampled)
     if isinstance(t, str):
         return SPEC.failed(row_site, t, stat="track", n=n, details=details)
     details.update(n_valid=t.n, rho_per_path=t.own.tolist(), rho_frozen_per_path=t.frozen.tolist(),
@@ -279,8 +300,9 @@ def _tracking_row(row_site: str, t: Tracking | str, walk: PathSummary, n_diff: i
     return SPEC.evidence(
         row_site, stat="track", effect=t.effect, ci=interval(0.95), p=t.p, n=t.n, interval=interval, replicates=t.boot,
         caveat=caveat, details=details,
-        notes=(f"{note}; {t.n}/{n_diff} paths with varying counts, {counts.sum(axis=1).mean():.1f} crossings "
-               f"per path; tracking {t.own_mean:.2f} vs {t.frozen_mean:.2f} with the codes frozen"),
+        notes=(f"{note}; {t.n}/{n_diff} paths with varying counts, "
+               + (sampled_note if sampled_note else f"{counts.sum(axis=1).mean():.1f} crossings per path")
+               + f"; tracking {t.own_mean:.2f} vs {t.frozen_mean:.2f} with the codes frozen"),
     )
 
 

@@ -49,8 +49,8 @@ from polyaudit.analyses.alignment import (
     tracking_test,
     varying,
 )
-from polyaudit.analyses.c2 import units_digest
-from polyaudit.analyses.polylines import PathSummary, describe, summarize_paths
+from polyaudit.analyses.c2 import SAMPLED_UNITS, units_digest
+from polyaudit.analyses.polylines import PathSummary, describe, sampling_details, summarize_paths
 from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
 from polyaudit.serial import encode_array
 from polyaudit.stats import spearman_or_nan, spearman_rows
@@ -84,6 +84,7 @@ class GridSettings:
     t_max: float
     sub: int
     levels: int
+    units: int = SAMPLED_UNITS  # smooth codes: crossings counted on this many later units (see C2)
 
     def scales(self) -> np.ndarray:
         return np.geomspace(self.c_min, self.c_max, self.n_scales)
@@ -95,7 +96,7 @@ class GridSettings:
 SETTINGS: dict[str, GridSettings] = {
     "quick": GridSettings(24, 9, 0.25, 4.0, 4, 2.0, 2, 1),
     "default": GridSettings(96, 13, 0.25, 4.0, 6, 2.0, 2, 1),
-    "paper": GridSettings(256, 25, 0.25, 4.0, 12, 2.0, 4, 2),
+    "paper": GridSettings(256, 25, 0.25, 4.0, 12, 2.0, 4, 2, 4 * SAMPLED_UNITS),
 }
 
 
@@ -148,7 +149,8 @@ class GridWalk:
     ref: int  # index of the reference point (c = 1, t = 0)
     walk: PathSummary
     cross: np.ndarray  # [P, K]: crossings between the reference and each point
-    flip: np.ndarray  # bool [P, K]: the top output differs from the reference's
+    flip: np.ndarray | None  # bool [P, K]: the top output differs from the reference's (None: the
+    # output is an embedding, which has no top output)
     rho: np.ndarray  # [P]: Spearman(crossings since the reference, KL to it) per input
     test: Tracking | str  # str: why there is no test (too few inputs with varying crossings)
 
@@ -182,7 +184,8 @@ def measure_grid(down: Any, points: np.ndarray, ref: int, grid: np.ndarray, ctx:
     test = tracking_test(walk.counts, walk.js_step, walk.js_frozen, n_boot=max(n_boot, N_BOOT_MIN), rng=rng,
                          min_polylines=MIN_INPUTS)
     rho = spearman_rows(cross[:, keep].astype(float), walk.kl_ref[:, keep])  # NaN where either is constant
-    return GridWalk(grid=grid, ref=ref, walk=walk, cross=cross, flip=walk.top != walk.top[:, ref:ref + 1],
+    flip = None if walk.top is None else walk.top != walk.top[:, ref:ref + 1]
+    return GridWalk(grid=grid, ref=ref, walk=walk, cross=cross, flip=flip,
                     rho=rho, test=test)
 
 
@@ -234,18 +237,21 @@ def _grid_details(key: str, r: GridWalk) -> dict[str, Any]:
         "rho_per_input": r.rho.tolist(),
         "cumulative_spearman": float(np.nanmean(r.rho)) if np.isfinite(r.rho).any() else None,
         "mean_crossings": r.cross.mean(axis=0).tolist(), "mean_kl": kl.mean(axis=0).tolist(),
-        "flip_rate": flip.mean(axis=0).tolist(),
+        "flip_rate": None if flip is None else flip.mean(axis=0).tolist(),
+        **({} if r.walk.space.kind == "distribution" else {"semantic_change_measure": r.walk.space.what}),
         "cross_sectional_spearman": _cross_sectional(r.cross, kl, r.ref),
         "semantic_change": r.walk.js_step.mean(axis=0).tolist(),
         "semantic_change_frozen": r.walk.js_frozen[0].mean(axis=0).tolist(),
         **_mismatched(r.walk.counts, r.walk.js_step),
+        **sampling_details(r.walk)[0],
     }
     if key == "direction":
-        details["validity_radius"] = _radius(flip, grid, r.ref)
+        details["validity_radius"] = None if flip is None else _radius(flip, grid, r.ref)
     else:
         details["direction_unchanged"] = {
             "kl_at_c_min": float(kl[:, 0].mean()), "kl_at_c_max": float(kl[:, -1].mean()),
-            "flip_rate_c_min": float(flip[:, 0].mean()), "flip_rate_c_max": float(flip[:, -1].mean()),
+            "flip_rate_c_min": None if flip is None else float(flip[:, 0].mean()),
+            "flip_rate_c_max": None if flip is None else float(flip[:, -1].mean()),
         }
     return details
 
@@ -259,7 +265,11 @@ def _grid_row(row_site: str, key: str, r: GridWalk, *, note: str, n: int) -> Evi
                    rho_step_per_input=test.own.tolist(), rho_frozen_per_input=test.frozen.tolist(),
                    boot_effect=encode_array(test.boot), boot_units=units_digest(np.flatnonzero(test.keep)))
     grid, flip = r.grid, r.flip
-    extra = (f"flip rate at c={grid[0]:g}: {flip[:, 0].mean():.0%}, at c={grid[-1]:g}: {flip[:, -1].mean():.0%}"
+    extra = (f"change from the reference at c={grid[0]:g}: {details['direction_unchanged']['kl_at_c_min']:.3g}, "
+             f"at c={grid[-1]:g}: {details['direction_unchanged']['kl_at_c_max']:.3g} (no top output: no flip rate)"
+             if flip is None and key == "scale" else
+             "no top output: no validity radius" if flip is None else
+             f"flip rate at c={grid[0]:g}: {flip[:, 0].mean():.0%}, at c={grid[-1]:g}: {flip[:, -1].mean():.0%}"
              if key == "scale" else
              f"median validity radius t={details['validity_radius']['median']:.2g} "
              f"({details['validity_radius']['censored']:.0%} never flip by t={grid[-1]:g})")

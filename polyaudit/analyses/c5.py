@@ -349,6 +349,8 @@ def _single_row(t: LayerLoss, *, site: str, n: int, q: float, n_layers: int,
                f"at each layer's {site}; Spearman of the changes between {tr.n_pairs} adjacent layer pairs, "
                f"p = max(differences {tr.p_differences:.3g}, levels {tr.p_levels:.3g}) by exact permutation, "
                f"Fisher-z interval (Bonett-Wright variance); alpha fit ranks {fits.ranks[0]}-{fits.ranks[1]} for {fits.n_effective} "
-               f"effective samples (min R^2 {float(np.min(fits.r2)):.2f}){excluded}{few}"),
+               f"effective samples (min R^2 {float(np.min(fits.r2)):.2f}){excluded}{few}"
+               + (f"; the loss is the change of {extra['semantic_change']}" if extra and extra.get("semantic_change")
+                  else "")),
         details=details,
     )

@@ -14,8 +14,10 @@ distribution at every point:
   and flips back inside one final interval is missed), each crossing localised to the midpoint of
   its final interval.
 
-Semantic change is measured on output distributions (log-probabilities) with `js_bits` /
-`kl_bits` (base 2: JS lies in [0, 1]).
+Semantic change is measured in the evaluator's output space (`Downstream.space`,
+`polyaudit.analyses.outputs`): JS / KL in bits between output distributions (log-probabilities) of
+a model with an output head; the cosine distance between the own representations of a headless
+one (the final hidden state at the kept position, or the pooled sentence embedding).
 
 The FROZEN-CODE CONTROL (`Downstream.frozen`): the output at a point had every downstream unit kept
 the state it has at an ANCHOR. Points reached without crossing a boundary that can change the
@@ -40,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from polyaudit.analyses.alignment import FD_STEP, same_output
+from polyaudit.analyses.outputs import DISTRIBUTION, OutputSpace, js_bits, kl_bits  # noqa: F401 (re-exported)
 from polyaudit.errors import PolyauditError
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
@@ -58,6 +61,7 @@ class Downstream(Protocol):
     exact: bool  # crossings from `segment` are exact (piecewise-linear net after the site)
     codes_exact: bool  # sign codes are the true unit states (ReLU-like), not a smooth proxy
     n_units: int
+    space: OutputSpace  # what the outputs are and how their change is measured
 
     def outputs(self, points: np.ndarray, ctx: np.ndarray | None,
                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -102,22 +106,6 @@ def slerp(a: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return unit * ((1 - t) * na + t * nb)
 
 
-def js_bits(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
-    """Jensen-Shannon divergence in bits between rows of two log-probability arrays [..., C]."""
-    p, q = np.exp(np.asarray(logp, np.float64)), np.exp(np.asarray(logq, np.float64))
-    m = 0.5 * (p + q)
-    logm = np.log(np.maximum(m, 1e-300))
-    kl_pm = np.sum(p * (np.asarray(logp, np.float64) - logm), axis=-1)
-    kl_qm = np.sum(q * (np.asarray(logq, np.float64) - logm), axis=-1)
-    return np.clip(0.5 * (kl_pm + kl_qm) / np.log(2.0), 0.0, 1.0)
-
-
-def kl_bits(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
-    """KL(p || q) in bits between rows of two log-probability arrays [..., C]."""
-    lp, lq = np.asarray(logp, np.float64), np.asarray(logq, np.float64)
-    return np.maximum(np.sum(np.exp(lp) * (lp - lq), axis=-1) / np.log(2.0), 0.0)
-
-
 @dataclass(frozen=True)
 class PolylineWalk:
     """Boundaries and outputs along P polylines of K points, and the frozen-code control."""
@@ -130,6 +118,8 @@ class PolylineWalk:
     anchored: np.ndarray  # [A, P, K, C]: outputs with the codes frozen at each anchor
     kinked: np.ndarray | None  # [P, K - 1, C]: each step's end with the codes of its start
     n_control: int  # single-point forward equivalents the control spent
+    estimate: np.ndarray | None = None  # [P, 2]: sampled units only: each path's estimated crossings
+    # over ALL later units and its standard error (`unit_estimate`)
 
 
 def _packed(codes: np.ndarray) -> np.ndarray:
@@ -159,15 +149,16 @@ def walk_polylines(
     if pts.ndim != 3 or pts.shape[1] < 2:
         raise PolyauditError(f"paths must be [P, K >= 2, d], got shape {pts.shape}")
     c = None if ctx is None else np.asarray(ctx, dtype=np.int64)
+    estimate = None
     if down.exact:
         counts, logp, locations, n_eval = _walk_exact(down, pts, c)
     else:
         if sub < 1 or levels < 0:
             raise PolyauditError(f"need sub >= 1 and levels >= 0, got sub={sub} levels={levels}")
-        counts, logp, locations, n_eval = _walk_approximate(down, pts, c, sub, levels)
+        (counts, logp, locations, n_eval), estimate = _walk_approximate(down, pts, c, sub, levels)
     anchored, kinked, n_control = _control(down, pts, c, logp, anchors, step_ends(pts.shape[1], origin) if kinks
                                            else None)
-    return PolylineWalk(counts, logp, locations, bool(down.exact), n_eval, anchored, kinked, n_control)
+    return PolylineWalk(counts, logp, locations, bool(down.exact), n_eval, anchored, kinked, n_control, estimate)
 
 
 Walked = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...], int]  # counts, logp, locations, evaluations
@@ -212,8 +203,9 @@ def _control(down: Downstream, pts: np.ndarray, c: np.ndarray | None, logp: np.n
 
 
 def _walk_approximate(down: Downstream, pts: np.ndarray, c: np.ndarray | None, sub: int,
-                      levels: int) -> Walked:
-    """`sub` dense points per step, then `levels` rounds of bisection where the codes differ."""
+                      levels: int) -> tuple[Walked, np.ndarray | None]:
+    """`sub` dense points per step, then `levels` rounds of bisection where the codes differ; with
+    the evaluator's sampled units (`sampling`), each path's estimate over all units (`unit_estimate`)."""
     n_paths, k, d = pts.shape
     # dense points: fractions j / sub of every step, plus the last point
     frac = np.arange(sub) / sub
@@ -240,7 +232,30 @@ def _walk_approximate(down: Downstream, pts: np.ndarray, c: np.ndarray | None, s
         step = np.minimum(np.floor(path_pos[i][:-1]).astype(np.int64), k - 2)
         np.add.at(counts[i], step, flips)
         locations.append(np.repeat(mid, flips))
-    return counts, logp_coarse, tuple(locations), int(evaluations)
+    sampling = getattr(down, "sampling", None)
+    estimate = (None if sampling is None else
+                np.stack([unit_estimate(path_codes[i], sampling) for i in range(n_paths)]))
+    return (counts, logp_coarse, tuple(locations), int(evaluations)), estimate
+
+
+def unit_estimate(packed_codes: np.ndarray, sampling: Any) -> np.ndarray:
+    """(estimated crossings, standard error) of one path over ALL later units from the sampled
+    units' codes at its points (packed [points, bytes]): per unit, the flips between consecutive
+    points; the stratified Horvitz-Thompson total over sites (each sampled unit stands for
+    width / sampled units of its site) and its variance with the finite-population correction,
+    sum over sites of width^2 (1 - sampled / width) s^2 / sampled, s^2 the sample variance of
+    the flips per unit within the site."""
+    m = sampling.n_sampled
+    bits = np.unpackbits(packed_codes, axis=-1)[:, :m].astype(bool)
+    per_unit = np.count_nonzero(bits[1:] != bits[:-1], axis=0).astype(np.float64)
+    strata = sampling.strata()
+    total, var = 0.0, 0.0
+    for j, (w, k) in enumerate(zip(sampling.widths, sampling.sampled, strict=True)):
+        f = per_unit[strata == j]
+        total += w * float(f.mean())
+        if k > 1:
+            var += w * w * (1.0 - k / w) * float(f.var(ddof=1)) / k
+    return np.array([total, np.sqrt(var)])
 
 
 def _bisect(down: Downstream, pts: np.ndarray, c: np.ndarray | None, path_pos: list[np.ndarray],
@@ -344,36 +359,45 @@ class PathSummary:
     (a language model's vocabulary would make those [P, K, V])."""
 
     counts: np.ndarray  # int [P, K - 1]
-    js_step: np.ndarray  # float [P, K - 1]: JS (bits) between the outputs at both ends of each step
+    js_step: np.ndarray  # float [P, K - 1]: change (`space`: JS in bits, or cosine) between the outputs
+    # at both ends of each step (the js_ names are kept from the distribution case)
     js_frozen: np.ndarray  # float [A, P, K - 1]: the same with the codes frozen at each anchor
     js_kink: np.ndarray | None  # float [P, K - 1]: JS between each step's real end and its end with
     # the codes of its start (None: not asked for)
     step_length: np.ndarray  # float [P, K - 1]: Euclidean length of each step at the site
-    kl_ref: np.ndarray  # float [P, K]: KL(p_ref || p_k) in bits (zeros when no reference is given)
-    top: np.ndarray  # int [P, K]: the most likely output at each point
+    kl_ref: np.ndarray  # float [P, K]: KL(p_ref || p_k) in bits, or the cosine distance to the reference
+    # (zeros when no reference is given)
+    top: np.ndarray | None  # int [P, K]: the most likely output at each point (None: embeddings)
     locations: tuple[np.ndarray, ...]
     exact: bool
     n_evaluations: int  # the walk's single-point forward equivalents, the control's included
     n_control: int  # of which the frozen-code control
+    space: OutputSpace = DISTRIBUTION  # what the outputs were and how change was measured
+    estimate: np.ndarray | None = None  # [P, 2]: with sampled units, each path's estimated crossings over
+    # all later units and its standard error; `counts` then count the sampled units' crossings (a
+    # constant multiple of the estimate when the sites are equally wide: ranks are unchanged)
+    sampling: Any = None  # the evaluator's UnitSample (None: every unit read)
 
 
-def _summary(w: PolylineWalk, ref: int | None) -> tuple[Any, ...]:
-    """One chunk's JS, control JS (equal to the real one where the outputs agree), kinks, KL, top:
-    the control anchored where the walk has anchors, else per step (start real, end frozen)."""
-    js = js_bits(w.logp[:, 1:], w.logp[:, :-1])
+def _summary(w: PolylineWalk, ref: int | None, space: OutputSpace = DISTRIBUTION) -> tuple[Any, ...]:
+    """One chunk's change per step, control change (equal to the real one where the outputs
+    agree), kinks, change from the reference, top: the control anchored where the walk has anchors,
+    else per step (start real, end frozen). Change is measured in `space` (JS in bits, or cosine)."""
+    js = space.change(w.logp[:, 1:], w.logp[:, :-1])
     frozen = []
     for out in w.anchored:
         same = same_output(w.logp, out, w.exact)
-        frozen.append(np.where(same[:, 1:] & same[:, :-1], js, js_bits(out[:, 1:], out[:, :-1])))
+        frozen.append(np.where(same[:, 1:] & same[:, :-1], js, space.change(out[:, 1:], out[:, :-1])))
     kink = None
     if w.kinked is not None:
         first, last = step_ends(w.logp.shape[1], ref)
         same = same_output(w.logp[:, last], w.kinked, w.exact)
-        kink = np.where(same, 0.0, js_bits(w.logp[:, last], w.kinked))
+        kink = np.where(same, 0.0, space.change(w.logp[:, last], w.kinked))
         if not frozen:
-            frozen.append(np.where(same, js, js_bits(w.logp[:, first], w.kinked)))
-    kl = kl_bits(w.logp[:, ref:ref + 1], w.logp) if ref is not None else np.zeros(w.logp.shape[:2])
-    return w.counts, js, np.stack(frozen), kink, kl, w.logp.argmax(axis=-1)
+            frozen.append(np.where(same, js, space.change(w.logp[:, first], w.kinked)))
+    kl = (space.from_reference(w.logp[:, ref:ref + 1], w.logp) if ref is not None
+          else np.zeros(w.logp.shape[:2]))
+    return w.counts, js, np.stack(frozen), kink, kl, space.top(w.logp)
 
 
 def summarize_paths(
@@ -394,14 +418,18 @@ def summarize_paths(
     every point (steps run away from `ref`). Where a real and a frozen output agree (`same_output`)
     the control's JS is the real one and the kink 0: inert boundaries leave no trace."""
     pts = np.asarray(points, dtype=np.float64)
+    space = getattr(down, "space", DISTRIBUTION)
     parts, spent = [], [0, 0]
+    estimates: list[np.ndarray] = []
     locations: list[np.ndarray] = []
     exact = bool(down.exact)
     for start in range(0, pts.shape[0], chunk):
         sl = slice(start, start + chunk)
         w = walk_polylines(down, pts[sl], None if ctx is None else np.asarray(ctx)[sl], sub=sub, levels=levels,
                            anchors=anchors if exact else (), kinks=kinks or not exact or not anchors, origin=ref)
-        parts.append(_summary(w, ref))
+        parts.append(_summary(w, ref, space))
+        if w.estimate is not None:
+            estimates.append(w.estimate)
         locations += list(w.locations)
         spent[0] += w.n_evaluations + w.n_control
         spent[1] += w.n_control
@@ -414,18 +442,48 @@ def summarize_paths(
     return PathSummary(
         counts=cat(0), js_step=cat(1), js_frozen=cat(2, axis=1), js_kink=cat(3),
         step_length=np.linalg.norm(np.diff(pts, axis=1), axis=-1), kl_ref=cat(4), top=cat(5),
-        locations=tuple(locations), exact=exact, n_evaluations=spent[0], n_control=spent[1],
+        locations=tuple(locations), exact=exact, n_evaluations=spent[0], n_control=spent[1], space=space,
+        estimate=np.concatenate(estimates) if estimates else None, sampling=getattr(down, "sampling", None),
     )
 
 
+def sampling_details(walk: PathSummary, rows: slice = slice(None)) -> tuple[dict[str, Any], str]:
+    """(details, note phrase) of a walk whose crossings were counted on sampled units ({}, "" when
+    every unit was read): the sample, each path's estimated total over all later units and its
+    standard error, and the median relative standard error."""
+    if walk.estimate is None or walk.sampling is None:
+        return {}, ""
+    est, se = walk.estimate[rows, 0], walk.estimate[rows, 1]
+    rel = np.divide(se, est, out=np.full(est.shape, np.nan), where=est > 0)
+    median_rel = float(np.nanmedian(rel)) if np.isfinite(rel).any() else float("nan")
+    details = {"units_sampled": walk.sampling.n_sampled, "units_total": walk.sampling.n_units,
+               "crossings_estimated_per_path": est.tolist(), "crossings_se_per_path": se.tolist(),
+               "crossings_median_relative_se": median_rel}
+    note = (f"{float(est.mean()):,.0f} crossings per path over all {walk.sampling.n_units:,} later units, "
+            f"estimated from {walk.sampling.n_sampled:,} (median relative SE {median_rel:.1%})")
+    return details, note
+
+
 def describe(down: Any) -> str:
-    """One phrase for row notes: how codes, crossings and the frozen-code control were obtained."""
+    """One phrase for row notes: how codes, crossings and the frozen-code control were obtained,
+    and (headless models) which output's change counts as semantic change."""
+    space = getattr(down, "space", DISTRIBUTION)
+    what = "" if space.kind == "distribution" else f"; semantic change: {space.what}"
+    return _describe_walk(down) + what
+
+
+def _describe_walk(down: Any) -> str:
     if down.exact:
         return "crossings exact (ReLU net walked piece by piece); frozen-code control exact (anchored codes)"
     act = getattr(down, "activation", "?")
     codes = (f"codes exact ({act})" if down.codes_exact
              else f"codes approximate: {act} (sign of the pre-activation)")
     why = getattr(down, "not_exact", None)
-    return (f"{codes}; crossings approximate (dense sampling + bisection)" + (f", not exact: {why}" if why else "")
+    sample = getattr(down, "sampling", None)
+    sampled = ("" if sample is None else
+               f", counted on {sample.n_sampled:,} of the {sample.n_units:,} later units drawn at random "
+               f"(the same share of each layer; totals estimated with a standard error, see details)")
+    return (f"{codes}; crossings approximate (dense sampling + bisection){sampled}"
+            + (f", not exact: {why}" if why else "")
             + f"; frozen-code control: the model linearized at each step's start (forward difference over "
             f"1/{round(1 / FD_STEP)} of the step)")

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from polyaudit.analyses.alignment import fd_probes, linearized
+from polyaudit.analyses.outputs import DISTRIBUTION, OutputSpace, embedding, unit_rows
 from polyaudit.errors import PolyauditError
 from polyaudit.interventions.module_walk import ModuleWalker
 from polyaudit.measures.polytopes import affine_layers, codes_along, walk_segment
@@ -58,6 +59,32 @@ class Contexts:
     inputs: torch.Tensor
     mask: torch.Tensor | None = None
     pos: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class UnitSample:
+    """The later units an evaluator reads codes of (`AdapterDownstream.sample_units`): per site,
+    sorted unit indices, in site order; `widths` and `sampled` count each site's units."""
+
+    index: dict[Site, torch.Tensor]
+    widths: tuple[int, ...]
+    sampled: tuple[int, ...]
+
+    @property
+    def n_units(self) -> int:
+        return sum(self.widths)
+
+    @property
+    def n_sampled(self) -> int:
+        return sum(self.sampled)
+
+    def weights(self) -> np.ndarray:
+        """[n_sampled]: each sampled unit's inverse inclusion probability (width / sampled of its site)."""
+        return np.concatenate([np.full(m, w / m) for w, m in zip(self.widths, self.sampled, strict=True)])
+
+    def strata(self) -> np.ndarray:
+        """[n_sampled]: the site (stratum) of each sampled unit."""
+        return np.concatenate([np.full(m, i) for i, m in enumerate(self.sampled)])
 
 
 @dataclass
@@ -87,11 +114,26 @@ def has_output_head(loaded: LoadedModel) -> bool:
     return loaded.adapter.capabilities.output_head
 
 
+def output_space(adapter: Adapter) -> OutputSpace | None:
+    """What semantic change is measured on (`polyaudit.analyses.outputs`): the output distribution
+    of a model with a head; for a headless token model its own representation, by cosine: the
+    pooled sentence embedding where the checkpoint names its pooling, else the final hidden state
+    at the kept position; None where there is nothing to measure (a vector model without a head)."""
+    if adapter.capabilities.output_head:
+        return DISTRIBUTION
+    if adapter.input_kind != "tokens":
+        return None
+    if adapter.pooling is not None:
+        return embedding(f"the sentence embedding, {adapter.pooling.describe()}")
+    return embedding()
+
+
 class SequentialDownstream(CountsWork):
     """Exact evaluator of a piecewise-linear nn.Sequential (float64 copy)."""
 
     exact = True
     codes_exact = True
+    space = DISTRIBUTION
 
     def __init__(self, net: nn.Sequential) -> None:
         self.net = copy.deepcopy(net).double().eval()
@@ -146,13 +188,59 @@ class AdapterDownstream:
         self.later = list(later)
         self.contexts = contexts
         self.max_rows = max_rows
-        self.causal = causal and adapter.input_kind == "tokens"
+        space = output_space(adapter)
+        if space is None:
+            raise PolyauditError("the model has no output head and no token representation to compare")
+        self.space = space
+        # a pooled sentence embedding reads every position: the context is never cut after the kept one
+        self.pooling = adapter.pooling if space.kind == "embedding" else None
+        self.causal = causal and adapter.input_kind == "tokens" and self.pooling is None
         self.codes_exact = bool(adapter.piecewise_linear)
         self.activation = str(adapter.activation)
         self.work = Work()
         self.n_units = -1  # known after the first call
         self.segment_evaluations = 0
         self.not_exact: str | None = None  # why an exact walk was refused (e.g. max pooling)
+        self.sampling: UnitSample | None = None  # the units whose codes are read (`sample_units`)
+        self._sample_target = 0
+        self._sample_seed = 0
+        self._widths: dict[Site, int] = {}
+
+    def sample_units(self, target: int, seed: int) -> None:
+        """Read the codes of about `target` of the later units only, drawn at random without
+        replacement (seeded), the same share of each site, when the sites have more units than
+        that in all and the codes are a smooth proxy (sign of a pre-activation). The walks then
+        count the crossings of the sampled units: an estimate of all crossings, scaled by
+        `sampling.scale` with its standard error (`UnitSample`; `polyaudit.analyses.polylines`)."""
+        self._sample_target, self._sample_seed = int(target), int(seed)
+
+    def _choose_units(self, ctx: np.ndarray | None, first: np.ndarray) -> None:
+        """Pick the sampled units once, from the widths of the later sites (one single-row run)."""
+        if self._sample_target <= 0 or self.codes_exact or self.sampling is not None or not self.later:
+            return
+        self._chunk(first[:1], None if ctx is None else np.asarray(ctx)[:1])
+        total = sum(self._widths.values())
+        if total <= self._sample_target:
+            self._sample_target = 0
+            return
+        rng = np.random.default_rng(self._sample_seed)
+        frac = self._sample_target / total
+        index: dict[Site, torch.Tensor] = {}
+        sizes = []
+        for site in self.later:
+            w = self._widths[site]
+            m = max(2, min(w, round(w * frac)))
+            index[site] = torch.from_numpy(np.sort(rng.choice(w, size=m, replace=False)))
+            sizes.append((w, m))
+        self.sampling = UnitSample(index=index, widths=tuple(w for w, _ in sizes),
+                                   sampled=tuple(m for _, m in sizes))
+
+    def _codes(self, site: Site, on: torch.Tensor) -> torch.Tensor:
+        """The code bits [b, units] read at `site`: every unit, or the sampled ones."""
+        self._widths[site] = int(on.shape[-1])
+        if self.sampling is None:
+            return on
+        return on[..., self.sampling.index[site].to(on.device)]
 
     def segment(self, p0: np.ndarray, p1: np.ndarray, ctx: int | None) -> np.ndarray:
         raise PolyauditError("exact crossings need a piecewise-linear nn.Sequential after the site")
@@ -174,7 +262,7 @@ class AdapterDownstream:
         rows_before = self.work.n_rows
         _, at_probe = self.outputs(probes[first], None if ctx is None else np.asarray(ctx)[first])
         self.work.control_evaluations += self.work.n_rows - rows_before
-        return linearized(at_anchor, np.asarray(at_probe)[inverse.ravel()], frac)
+        return linearized(at_anchor, np.asarray(at_probe)[inverse.ravel()], frac, self.space)
 
     def _head(self) -> nn.Module | None:
         """The output head (LM / MLM decoder) of a token model, fed only the kept positions so no
@@ -185,6 +273,7 @@ class AdapterDownstream:
                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         t0 = time.perf_counter()
         pts = np.asarray(points)
+        self._choose_units(ctx, pts)
         k = np.ones(pts.shape[0], dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
         codes, logps = [], []
         for start in range(0, pts.shape[0], self.max_rows):
@@ -226,7 +315,7 @@ class AdapterDownstream:
             return t[rows, pos] if pos is not None else t.reshape(b, -1)
 
         def reader(site: Site, t: torch.Tensor) -> None:
-            read[site] = (take(t) > 0).cpu()
+            read[site] = self._codes(site, take(t) > 0).cpu()
 
         def writer(site: Site, t: torch.Tensor) -> torch.Tensor:
             if pos is None:
@@ -252,12 +341,22 @@ class AdapterDownstream:
             raise PolyauditError(f"sites {', '.join(missing)} never fired in the downstream forward")
         if pos is None:
             out = logits.reshape(b, -1)
+        elif self.pooling is not None:  # the sentence embedding of the whole (written) sequence
+            out = self.pooling.pool(logits, mask)
         else:
             out = logits[:, 0] if handle is not None else take(logits)
-        logp = torch.log_softmax(precise_logits(out), dim=-1).cpu().numpy()
+        logp = self.finish(out)
         codes = (torch.cat([read[s] for s in self.later], dim=1).numpy() if self.later
                  else np.zeros((b, 0), dtype=bool))
         return codes, logp
+
+
+    def finish(self, out: torch.Tensor) -> np.ndarray:
+        """The outputs [b, C] as the space keeps them: log-probabilities, or unit vectors."""
+        precise = precise_logits(out)
+        if self.space.kind == "distribution":
+            return torch.log_softmax(precise, dim=-1).cpu().numpy()
+        return unit_rows(precise.cpu().numpy()).astype(precise.cpu().numpy().dtype)
 
 
 def precise_logits(logits: torch.Tensor) -> torch.Tensor:

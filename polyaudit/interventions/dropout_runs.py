@@ -159,13 +159,19 @@ def measure_single(
     kind = unit_site_kind(subject.adapter)
     with compute_threads(subject.loaded.model):
         layers = subject.capture().get_kind(kind)
-        task = task_for(subject.loaded, probe)
+        task = task_for(subject.loaded, probe, representation=True)
         clean = score(subject.loaded, probe, task, batch_size=batch_size)
         increase = np.stack([
             per_sample(score(subject.loaded, probe, task, site=data.site, q=q, generator=torch_generator(rng),
-                             batch_size=batch_size).loss - clean.loss, probe)
+                             batch_size=batch_size, reference=clean).loss - clean.loss, probe)
             for data in layers
         ])
     extra = {"task": task.kind, "clean_loss": float(clean.loss.mean()), "clean_metric": clean.mean_metric,
              "metric": task.metric, "unit_site": kind}
+    if task.kind == "represent":
+        pooling = subject.adapter.pooling
+        extra["semantic_change"] = (
+            f"the sentence embedding, {pooling.describe()} (cosine distance)" if pooling is not None else
+            "the final hidden state at every real token (cosine distance, mean per sequence; the model has no "
+            "output head)")
     return layers, increase, extra

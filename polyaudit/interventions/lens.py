@@ -93,12 +93,13 @@ def hidden_site(adapter: Any) -> Any:
 
 
 def downstream_skip(adapter: Any, site: Any, loaded: Any) -> str | None:
-    """Why paths from `site` cannot be measured on this model (None when they can)."""
-    from polyaudit.interventions.downstream import has_output_head, later_sites
+    """Why paths from `site` cannot be measured on this model (None when they can). A headless
+    token model is measured on its own representation (`polyaudit.interventions.downstream.output_space`)."""
+    from polyaudit.interventions.downstream import later_sites, output_space
 
-    if not has_output_head(loaded):
-        return ("the model returns hidden states only (no LM or MLM head): semantic change needs an "
-                "output distribution; load it with its head")
+    if output_space(adapter) is None:
+        return ("the model has no output head and its output is not a token representation: semantic change "
+                "needs an output to compare; load it with its head")
     if not later_sites(adapter, site):
         return f"no MLP layer after {site.name if site is not None else 'the input'}: no boundaries downstream"
     return None

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polyaudit.analyses.outputs import DISTRIBUTION
 from polyaudit.errors import PolyauditError
 from polyaudit.interventions.downstream import Contexts, CountsWork, Work
 from polyaudit.interventions.module_walk import ModuleWalker
@@ -33,6 +34,7 @@ class ModuleDownstream(CountsWork):
 
     exact = True
     codes_exact = True
+    space = DISTRIBUTION
 
     def __init__(self, adapter: Adapter, site: Site | None, contexts: Contexts, *, max_rows: int = 256) -> None:
         if site is None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyaudit.interventions.downstream import AdapterDownstream, precise_logits
+from polyaudit.interventions.downstream import AdapterDownstream
 from polyaudit.models.base import PrefixCache, Site
 
 MAX_MEMO = 2048  # prefix caches kept (one per context; small: layers x 2 x p x d)
@@ -38,6 +38,7 @@ class PrefixCachedDownstream(AdapterDownstream):
         t0 = time.perf_counter()
         pts = np.asarray(points)
         c = np.asarray(ctx, dtype=np.int64)
+        self._choose_units(c, pts)
         m = pts.shape[0]
         order = np.argsort(c, kind="stable")
         cuts = np.flatnonzero(np.diff(c[order])) + 1
@@ -82,7 +83,7 @@ class PrefixCachedDownstream(AdapterDownstream):
         read: dict[Site, torch.Tensor] = {}
 
         def reader(site: Site, t: torch.Tensor) -> None:
-            read[site] = (t[:, -1] > 0).cpu()
+            read[site] = self._codes(site, t[:, -1] > 0).cpu()
 
         def writer(site: Site, t: torch.Tensor) -> torch.Tensor:
             out = t.clone()
@@ -93,4 +94,4 @@ class PrefixCachedDownstream(AdapterDownstream):
         with torch.inference_mode(), ad.hooks(reads=dict.fromkeys(self.later, reader), writes=writes):
             logits = ad.cached_logits(token, prefix)
         codes = torch.cat([read[s] for s in self.later], dim=1).numpy()
-        return codes, torch.log_softmax(precise_logits(logits), dim=-1).cpu().numpy()
+        return codes, self.finish(logits)

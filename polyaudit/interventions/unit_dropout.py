@@ -23,7 +23,12 @@ Scores, per task (`task_for`):
 - classify (vector probes with labels, logits over the classes): accuracy and cross-entropy per sample;
 - reconstruct (autoencoders: the output has the input's shape): squared error per sample;
 - next_token (causal LMs): mean next-token cross-entropy per sequence;
-- self_token (encoders such as BERT, no masking): mean cross-entropy of each input token per sequence.
+- self_token (encoders such as BERT, no masking): mean cross-entropy of each input token per sequence;
+- represent (token models without an output head: sentence encoders, `AutoModel` checkpoints): the
+  change of the model's own output representation from the clean run, cosine distance
+  (1 - cos) / 2 (`polyaudit.analyses.outputs`): per sequence, of the pooled sentence embedding where
+  the checkpoint names its pooling, else the mean over its real tokens of the final hidden state's.
+  The clean run scores 0 by construction; its outputs are the reference of every perturbed run.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from polyaudit.errors import PolyauditError
 from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind, StopForward, Writer
 from polyaudit.probes.base import ProbeSet
 
-TaskKind = Literal["classify", "reconstruct", "next_token", "self_token"]
+TaskKind = Literal["classify", "reconstruct", "next_token", "self_token", "represent"]
 VECTOR_BATCH = 512
 
 
@@ -157,7 +162,7 @@ class Task:
     @property
     def metric(self) -> str:
         return {"classify": "accuracy", "reconstruct": "mse", "next_token": "next-token loss",
-                "self_token": "token loss"}[self.kind]
+                "self_token": "token loss", "represent": "representation change (cosine)"}[self.kind]
 
 
 @dataclass(frozen=True)
@@ -166,15 +171,25 @@ class Scores:
 
     metric: np.ndarray  # [n_groups] accuracy (0/1) or loss per group
     loss: np.ndarray  # [n_groups] loss per group (cross-entropy or squared error)
+    outputs: tuple[torch.Tensor, ...] | None = None  # "represent": each batch's outputs (unit rows)
 
     @property
     def mean_metric(self) -> float:
         return float(self.metric.mean())
 
 
-def task_for(loaded: LoadedModel, probe: ProbeSet) -> Task:
-    """Decide how to score the model on the probe (one-line PolyauditError when there is no way)."""
+def task_for(loaded: LoadedModel, probe: ProbeSet, *, representation: bool = False) -> Task:
+    """Decide how to score the model on the probe (one-line PolyauditError when there is no way).
+    `representation`: a token model without an output head is scored by the change of its own
+    representation ("represent"); otherwise it has no score."""
     adapter = loaded.adapter
+    if probe.kind == "tokens" and not adapter.capabilities.output_head:
+        if representation:
+            return Task("represent", False, float("nan"))
+        raise PolyauditError(
+            f"cannot score {loaded.spec} on probe {probe.name}: it has no output head (hidden states only), "
+            "so it has no loss to compare; load it with its head"
+        )
     if probe.kind == "tokens":
         vocab = adapter.vocab_size or 0
         chance = math.log(vocab) if vocab > 1 else float("nan")
@@ -227,16 +242,20 @@ def score(
     batch_size: int = 8,
     writer: Writer | None = None,
     perturb_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    reference: Scores | None = None,
 ) -> Scores:
     """Scores over the whole probe, with unit dropout at rate q at `site` (none when site is None),
     or `writer` at `site` instead; `perturb_input` changes the inputs fed to the model (a
-    reconstruction is still scored against the clean input)."""
+    reconstruction is still scored against the clean input). A "represent" task is scored against
+    `reference`, the clean run's Scores (whose `outputs` it carries); without one, the run is the
+    clean run: it scores 0 and keeps its outputs."""
     adapter = loaded.adapter
     if writer is None and site is not None and q > 0:
         writer = unit_dropout(q, generator or torch.Generator().manual_seed(0))
     metric: list[torch.Tensor] = []
     loss: list[torch.Tensor] = []
-    for lo, hi in _batches(probe, batch_size):
+    kept: list[torch.Tensor] = []
+    for b, (lo, hi) in enumerate(_batches(probe, batch_size)):
         x = probe.inputs[lo:hi]
         mask = None if probe.attention_mask is None else probe.attention_mask[lo:hi]
         fed = x if perturb_input is None else perturb_input(x)
@@ -245,7 +264,17 @@ def score(
         else:
             out = adapter.run_with_replacement(fed, mask, site, writer)
         out = out.detach().cpu()
-        if task.kind == "classify":
+        if task.kind == "represent":
+            m = torch.ones(x.shape[:2]) if mask is None else mask.cpu()
+            rep = _representation(adapter, out, m)
+            if reference is None or reference.outputs is None:
+                kept.append(rep)
+                change = torch.zeros(rep.shape[0], dtype=torch.float64)
+            else:
+                change = _cosine_change(rep, reference.outputs[b], None if adapter.pooling is not None else m)
+            metric.append(change)
+            loss.append(change)
+        elif task.kind == "classify":
             y = torch.from_numpy(np.asarray(probe.input_labels[lo:hi], dtype=np.int64))  # type: ignore[index]
             metric.append((out.argmax(-1) == y).double())
             loss.append(torch.nn.functional.cross_entropy(out.float(), y, reduction="none").double())
@@ -258,7 +287,24 @@ def score(
             ce = _token_losses(out, x, m, shift=task.kind == "next_token").double()
             metric.append(ce)
             loss.append(ce)
-    return Scores(metric=torch.cat(metric).numpy(), loss=torch.cat(loss).numpy())
+    return Scores(metric=torch.cat(metric).numpy(), loss=torch.cat(loss).numpy(),
+                  outputs=tuple(kept) if task.kind == "represent" and reference is None else None)
+
+
+def _representation(adapter: Adapter, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A headless model's output as compared: its pooled sentence embedding [b, D] where it names a
+    pooling, else its final hidden states [b, L, d]; unit rows, float32."""
+    rep = adapter.pooling.pool(hidden.float(), mask) if adapter.pooling is not None else hidden.float()
+    return rep / rep.norm(dim=-1, keepdim=True).clamp(min=1e-30)
+
+
+def _cosine_change(rep: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Per sequence: (1 - cos) / 2 between unit rows (pooled), or its mean over real tokens."""
+    change = (0.5 * (1.0 - (rep * ref).sum(-1))).clamp(0.0, 1.0).double()
+    if mask is None:
+        return change
+    w = mask.double()
+    return (change * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
 def per_sample(values: np.ndarray, probe: ProbeSet) -> np.ndarray:

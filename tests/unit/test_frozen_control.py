@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from test_conv_crossings import cnns, relu_cnn
 from torch import nn
 
-from polyaudit.analyses.alignment import fd_probes, linearized, log_softmax, same_output
+from polyaudit.analyses.alignment import fd_probes, linearized, same_output
+from polyaudit.analyses.outputs import log_softmax
 from polyaudit.analyses.polylines import summarize_paths
 from polyaudit.interventions.downstream import (
     AdapterDownstream,
