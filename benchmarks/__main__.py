@@ -14,6 +14,7 @@ import sys
 
 from benchmarks import (
     bench_audit,
+    bench_c5,
     bench_cache,
     bench_capture,
     bench_coding,
@@ -23,7 +24,7 @@ from benchmarks import (
     bench_tlens,
 )
 
-SUITES = {"audit": bench_audit.run, "control": bench_audit.control_cost, "capture": bench_capture.run, "cache": bench_cache.run,
+SUITES = {"audit": bench_audit.run, "control": bench_audit.control_cost, "c5": bench_c5.run, "capture": bench_capture.run, "cache": bench_cache.run,
           "coding": bench_coding.run, "memory": bench_memory.run,
           "parallel": bench_parallel.run, "polytopes": bench_polytopes.run, "tlens": bench_tlens.run}
 
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = suite(size=args.size, **common)
             if args.llama:
                 results["audit-llama"] = suite(llama=args.llama, **common)
+            continue
+        if name == "c5":
+            results[name] = suite(size=args.size, profile=args.profile, device=args.device, llama=args.llama)
             continue
         if name == "control":
             results[name] = suite(size="tiny" if args.size == "small" else args.size, profile="quick",

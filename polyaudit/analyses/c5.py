@@ -79,7 +79,7 @@ PREDICTED: dict[str, Prediction] = {"robustness": "positive", "noise": "positive
              "alpha": "negative"}
 
 SPEC = ClaimSpec(
-    id="C5", version=2, title="dropout promotes redundant codes",
+    id="C5", version=3, title="dropout promotes redundant codes",
     source="Marshall & Kirchner 2024, coding theory of polysemanticity (sec. 5, Fig. 5, Thm. 3)",
     statistics=(*(Statistic(k, text, PREDICTED[k], units=RHO, min_effect=MIN_RHO) for k, text in STATS.items()),
                 Statistic("single", STAT_SINGLE, "positive", units=RHO, min_effect=MIN_RHO)),

@@ -32,6 +32,8 @@ from polyaudit.interventions.unit_dropout import (
     mean_ablation,
     per_sample,
     score,
+    score_layers,
+    scored_positions,
     site_moments,
     task_for,
     top_variance_mask,
@@ -150,6 +152,24 @@ def measure_family(
     )
 
 
+def precision(per_group: np.ndarray, positions: np.ndarray | None, probe: Any) -> dict[str, Any]:
+    """How precisely the runs measured each layer's loss increase: its standard error over the
+    probe's groups (sequences, inputs), and how many adjacent layers' differences exceed twice
+    their paired standard error (the statistic ranks those differences); which positions were
+    scored."""
+    n = per_group.shape[1]
+    se = per_group.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.full(per_group.shape[0], np.nan)
+    diff = np.diff(per_group, axis=0)
+    diff_se = diff.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.full(diff.shape[0], np.nan)
+    resolved = int(np.sum(np.abs(diff.mean(axis=1)) > 2 * diff_se))
+    out: dict[str, Any] = {"increase_se_per_layer": se.tolist(), "adjacent_differences_resolved": resolved,
+                           "adjacent_differences": int(diff.shape[0])}
+    if positions is not None:
+        stride = int(positions[1] - positions[0]) if len(positions) > 1 else 1
+        out["scored_positions"] = f"every {stride}th position (0, {stride}, ...): {len(positions)} of {probe.inputs.shape[1]}"
+    return out
+
+
 def measure_single(
     subject: Any, *, rng: np.random.Generator, q: float = SINGLE_RATE, batch_size: int = 8
 ) -> tuple[list[Any], np.ndarray, dict[str, Any]]:
@@ -160,14 +180,14 @@ def measure_single(
     with compute_threads(subject.loaded.model):
         layers = subject.capture().get_kind(kind)
         task = task_for(subject.loaded, probe, representation=True)
-        clean = score(subject.loaded, probe, task, batch_size=batch_size)
-        increase = np.stack([
-            per_sample(score(subject.loaded, probe, task, site=data.site, q=q, generator=torch_generator(rng),
-                             batch_size=batch_size, reference=clean).loss - clean.loss, probe)
-            for data in layers
-        ])
+        generators = [torch_generator(rng) for _ in layers]  # one per layer, drawn in layer order
+        positions = scored_positions(probe)
+        clean, runs = score_layers(subject.loaded, probe, task, [d.site for d in layers], q, generators,
+                                   batch_size=batch_size, positions=positions)
+        per_group = np.stack([run.loss - clean.loss for run in runs])  # [L, sequences or inputs]
+        increase = np.stack([per_sample(g, probe) for g in per_group])
     extra = {"task": task.kind, "clean_loss": float(clean.loss.mean()), "clean_metric": clean.mean_metric,
-             "metric": task.metric, "unit_site": kind}
+             "metric": task.metric, "unit_site": kind, **precision(per_group, positions, probe)}
     if task.kind == "represent":
         pooling = subject.adapter.pooling
         extra["semantic_change"] = (

@@ -35,17 +35,19 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from polyaudit.errors import PolyauditError
 from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind, StopForward, Writer
 from polyaudit.probes.base import ProbeSet
 
+SCORED_TOKENS = 4096  # the single-checkpoint C5 scores token losses at most at about this many tokens per run
 TaskKind = Literal["classify", "reconstruct", "next_token", "self_token", "represent"]
 VECTOR_BATCH = 512
 
@@ -231,6 +233,24 @@ def _token_losses(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, s
     return (ce * keep).sum(1) / keep.sum(1).clamp(min=1.0)
 
 
+def _token_losses_at(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                     shift: bool) -> torch.Tensor:
+    """`_token_losses` from the logits [b, n, V] at `positions` [n] only: the mean cross-entropy
+    per sequence over the scored positions whose target is a real token (the next token for a
+    causal model, the token itself for an encoder)."""
+    pos = positions.to(ids.device)
+    length = ids.shape[1]
+    if shift:
+        ok = pos + 1 < length
+        pos, logits = pos[ok], logits[:, ok.to(logits.device)]
+        target, keep = ids[:, pos + 1], mask[:, pos] * mask[:, pos + 1]
+    else:
+        target, keep = ids[:, pos], mask[:, pos]
+    ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")
+    keep = keep.to(ce.dtype)
+    return (ce * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+
 def score(
     loaded: LoadedModel,
     probe: ProbeSet,
@@ -252,9 +272,7 @@ def score(
     adapter = loaded.adapter
     if writer is None and site is not None and q > 0:
         writer = unit_dropout(q, generator or torch.Generator().manual_seed(0))
-    metric: list[torch.Tensor] = []
-    loss: list[torch.Tensor] = []
-    kept: list[torch.Tensor] = []
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
     for b, (lo, hi) in enumerate(_batches(probe, batch_size)):
         x = probe.inputs[lo:hi]
         mask = None if probe.attention_mask is None else probe.attention_mask[lo:hi]
@@ -263,32 +281,175 @@ def score(
             out = adapter.logits(fed, mask)
         else:
             out = adapter.run_with_replacement(fed, mask, site, writer)
-        out = out.detach().cpu()
-        if task.kind == "represent":
-            m = torch.ones(x.shape[:2]) if mask is None else mask.cpu()
-            rep = _representation(adapter, out, m)
-            if reference is None or reference.outputs is None:
-                kept.append(rep)
-                change = torch.zeros(rep.shape[0], dtype=torch.float64)
+        ref = None if reference is None or reference.outputs is None else reference.outputs[b]
+        parts.append(_score_batch(adapter, probe, task, out, lo, hi, ref))
+    return _scores(task, parts, keep=reference is None)
+
+
+def scored_positions(probe: ProbeSet, budget: int = SCORED_TOKENS) -> np.ndarray | None:
+    """The positions a token probe's losses are scored at in the single-checkpoint C5: every
+    `stride`-th position (0, stride, 2 stride, ...) with the smallest stride that keeps the
+    scored real tokens within `budget`; None (every position) when the probe fits the budget."""
+    if probe.kind != "tokens" or probe.inputs.dim() != 2:
+        return None
+    length = int(probe.inputs.shape[1])
+    real = int(probe.attention_mask.sum()) if probe.attention_mask is not None else int(probe.inputs.numel())
+    stride = max(1, math.ceil(real / max(budget, 1)))
+    return None if stride == 1 else np.arange(0, length, stride)
+
+
+def score_layers(
+    loaded: LoadedModel,
+    probe: ProbeSet,
+    task: Task,
+    sites: Sequence[Site],
+    q: float,
+    generators: Sequence[torch.Generator],
+    *,
+    batch_size: int = 8,
+    positions: np.ndarray | None = None,
+) -> tuple[Scores, list[Scores]]:
+    """(clean Scores, Scores with unit dropout at rate q at each of `sites`, one generator each):
+    the same numbers as `score` run once clean and once per site, computed batch by batch so that
+    each perturbed run starts AFTER the blocks before its site. The clean run of a batch records
+    every block's output (`record_blocks`); the run perturbed at a site in block i replays blocks
+    0 .. i - 1 from that record (`resume_after`) instead of computing them again, so the cost of a
+    layer's run is the part of the model after its site, plus the head. Adapters that name no
+    blocks (`Adapter.block_modules`) run every layer whole. Masks are drawn from each site's own
+    generator in batch order, as `score` draws them.
+
+    `positions` (token probes; `scored_positions`): score the token losses at these positions only,
+    the output head fed only their hidden states (a forward pre-hook on `Adapter.output_head`), the
+    same positions in the clean and every perturbed run. None: every position, as `score`."""
+    adapter = loaded.adapter
+    blocks = adapter.block_modules()
+    head = adapter.output_head() if task.kind in ("next_token", "self_token") else None
+    at = None if positions is None or head is None else torch.as_tensor(np.asarray(positions, dtype=np.int64))
+    clean: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+    perturbed: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]] = [[] for _ in sites]
+    writers = [unit_dropout(q, g) for g in generators]
+    for lo, hi in _batches(probe, batch_size):
+        x = probe.inputs[lo:hi]
+        mask = None if probe.attention_mask is None else probe.attention_mask[lo:hi]
+        with record_blocks(blocks) as recorded, head_at(head, at):
+            out = adapter.logits(x, mask)
+        part = _score_batch(adapter, probe, task, out, lo, hi, None, at)
+        clean.append(part)
+        for j, site in enumerate(sites):
+            with resume_after(blocks, site.layer, recorded), head_at(head, at):
+                out = adapter.run_with_replacement(x, mask, site, writers[j])
+            perturbed[j].append(_score_batch(adapter, probe, task, out, lo, hi, part[2], at))
+    return _scores(task, clean, keep=True), [_scores(task, p, keep=False) for p in perturbed]
+
+
+@contextlib.contextmanager
+def head_at(head: nn.Module | None, positions: torch.Tensor | None) -> Iterator[None]:
+    """Inside, the output head sees only `positions` of its input [b, length, d] (None: no change)."""
+    if head is None or positions is None:
+        yield
+        return
+
+    def select(_mod: nn.Module, args: Any) -> Any:
+        h = args[0]
+        return (h[:, positions.to(h.device)], *args[1:]) if h.dim() == 3 else args
+
+    handle = head.register_forward_pre_hook(select)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _score_batch(adapter: Adapter, probe: ProbeSet, task: Task, out: torch.Tensor, lo: int, hi: int,
+                 ref: torch.Tensor | None, positions: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(metric, loss, representation or None) of one batch's output `out` on probe rows lo:hi;
+    a "represent" task is scored against `ref` (None: this is the clean run, which scores 0);
+    token losses at `positions` only when given (`out` then holds those positions' logits)."""
+    x = probe.inputs[lo:hi]
+    mask = None if probe.attention_mask is None else probe.attention_mask[lo:hi]
+    out = out.detach().cpu()
+    if task.kind == "represent":
+        m = torch.ones(x.shape[:2]) if mask is None else mask.cpu()
+        rep = _representation(adapter, out, m)
+        if ref is None:
+            zero = torch.zeros(rep.shape[0], dtype=torch.float64)
+            return zero, zero, rep
+        change = _cosine_change(rep, ref, None if adapter.pooling is not None else m)
+        return change, change, None
+    if task.kind == "classify":
+        y = torch.from_numpy(np.asarray(probe.input_labels[lo:hi], dtype=np.int64))  # type: ignore[index]
+        return ((out.argmax(-1) == y).double(),
+                torch.nn.functional.cross_entropy(out.float(), y, reduction="none").double(), None)
+    if task.kind == "reconstruct":
+        err = ((out.double() - x.double()) ** 2).reshape(out.shape[0], -1).mean(1)
+        return err, err, None
+    m = torch.ones_like(x) if mask is None else mask.to(x.device)
+    if positions is not None:
+        ce = _token_losses_at(out, x, m, positions, shift=task.kind == "next_token").double()
+    else:
+        ce = _token_losses(out, x, m, shift=task.kind == "next_token").double()
+    return ce, ce, None
+
+
+def _scores(task: Task, parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], *,
+            keep: bool) -> Scores:
+    outputs = None
+    if task.kind == "represent" and keep:
+        outputs = tuple(p[2] for p in parts if p[2] is not None)
+    return Scores(metric=torch.cat([p[0] for p in parts]).numpy(), loss=torch.cat([p[1] for p in parts]).numpy(),
+                  outputs=outputs)
+
+
+@contextlib.contextmanager
+def record_blocks(blocks: Sequence[nn.Module] | None) -> Iterator[list[Any]]:
+    """Record what every block returns during the forward passes inside (a list, block order)."""
+    recorded: list[Any] = []
+    if not blocks:
+        yield recorded
+        return
+    slots: list[Any] = [None] * len(blocks)
+
+    def hook(i: int) -> Callable[..., None]:
+        def keep(_mod: nn.Module, _args: Any, output: Any) -> None:
+            slots[i] = output
+        return keep
+
+    handles = [b.register_forward_hook(hook(i)) for i, b in enumerate(blocks)]
+    try:
+        yield recorded
+    finally:
+        for h in handles:
+            h.remove()
+        recorded[:] = slots
+
+
+@contextlib.contextmanager
+def resume_after(blocks: Sequence[nn.Module] | None, layer: int, recorded: Sequence[Any]) -> Iterator[None]:
+    """Inside, blocks 0 .. layer - 1 return what they returned in the recorded run instead of
+    computing it (their forward is replaced; hooks on them still fire). The embeddings, masks and
+    everything from block `layer` on run as usual, so a run on the recorded inputs gives the same
+    numbers as a whole run."""
+    if not blocks or layer <= 0 or len(recorded) < layer:
+        yield
+        return
+    saved: list[tuple[nn.Module, Any]] = []
+
+    def replay(output: Any) -> Callable[..., Any]:
+        return lambda *_args, **_kwargs: output
+
+    try:
+        for i in range(layer):
+            block = blocks[i]
+            saved.append((block, block.__dict__.get("forward")))
+            block.forward = replay(recorded[i])
+        yield
+    finally:
+        for block, old in saved:
+            if old is None:
+                del block.forward
             else:
-                change = _cosine_change(rep, reference.outputs[b], None if adapter.pooling is not None else m)
-            metric.append(change)
-            loss.append(change)
-        elif task.kind == "classify":
-            y = torch.from_numpy(np.asarray(probe.input_labels[lo:hi], dtype=np.int64))  # type: ignore[index]
-            metric.append((out.argmax(-1) == y).double())
-            loss.append(torch.nn.functional.cross_entropy(out.float(), y, reduction="none").double())
-        elif task.kind == "reconstruct":
-            err = ((out.double() - x.double()) ** 2).reshape(out.shape[0], -1).mean(1)
-            metric.append(err)
-            loss.append(err)
-        else:
-            m = torch.ones_like(x) if mask is None else mask.to(x.device)
-            ce = _token_losses(out, x, m, shift=task.kind == "next_token").double()
-            metric.append(ce)
-            loss.append(ce)
-    return Scores(metric=torch.cat(metric).numpy(), loss=torch.cat(loss).numpy(),
-                  outputs=tuple(kept) if task.kind == "represent" and reference is None else None)
+                block.forward = old
 
 
 def _representation(adapter: Adapter, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ adapter, a user's own included, against this contract.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -257,6 +257,14 @@ class Adapter:
         """Logits [b, vocab] of one token per row (`tokens` [b, 1]) read after the cached prefix;
         the prefix's cache is copied, never changed. Hooks see [b, 1, d] at every site."""
         raise PolyauditError(f"the {self.family} adapter has no prefix cache (capabilities.prefix_cache is off)")
+
+    def block_modules(self) -> Sequence[nn.Module] | None:
+        """The model's blocks in order, where a site of layer i lies in block i (or is its output)
+        and block i + 1 reads only block i's output besides what the model computes before its
+        first block (embeddings, masks, position encodings): then a run can replay the blocks
+        before a site from a recorded run (`polyaudit.interventions.unit_dropout.resume_after`).
+        None where the model is not such a chain."""
+        return None
 
     def modules_after(self, site: Site | None) -> nn.Sequential | None:
         """The modules that run after `site` (None: the input) as a flat nn.Sequential, when the

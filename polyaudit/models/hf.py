@@ -265,6 +265,10 @@ class HFAdapter(Adapter):
 
         return recompute
 
+    def block_modules(self) -> list[nn.Module]:
+        """The transformer blocks (the layout's ModuleList)."""
+        return list(self.model.get_submodule(self.blocks))  # type: ignore[call-overload]
+
     @property
     def vocab_size(self) -> int | None:
         value = getattr(getattr(self.model, "config", None), "vocab_size", None)

@@ -247,7 +247,9 @@ class Runtime:
             key = results_key(model=subject.loaded.sha256, probe=subject.probe(probe).digest, claim=spec.id,
                               version=spec.version, code=code_digest(spec.modules, code_files),
                               profile=profile_fields(self.options.profile), seed=self.options.seed,
-                              polyaudit=__version__, correction=self.options.correction)
+                              polyaudit=__version__, correction=self.options.correction,
+                              # how the model is read: its capabilities (an output head or not), a pooling
+                              reading=[subject.adapter.describe(), str(subject.adapter.capabilities)])
             evidence, hit = load_or_compute(root, key, adjusted)
             if hit:
                 self.results_from_cache += 1

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from polyaudit.analyses.alignment import linearized
-from polyaudit.analyses.outputs import DISTRIBUTION, cosine_change, embedding, js_bits, log_softmax, unit_rows
+from polyaudit.analyses.outputs import (
+    DISTRIBUTION,
+    cosine_change,
+    embedding,
+    js_bits,
+    log_softmax,
+    unit_rows,
+)
 
 
 def test_cosine_change_is_zero_for_the_same_direction_and_one_for_the_opposite() -> None:
@@ -61,7 +68,12 @@ def headless_bert(tiny_headless_models):  # type: ignore[no-untyped-def]
 def test_a_headless_encoder_is_read_as_its_final_hidden_state(headless_bert) -> None:  # type: ignore[no-untyped-def]
     """Writing the site's own activation back gives the model's own final hidden state at the kept
     position, as a unit vector; the pooled sentence embedding where a pooling is named."""
-    from polyaudit.interventions.downstream import AdapterDownstream, Contexts, later_sites, output_space
+    from polyaudit.interventions.downstream import (
+        AdapterDownstream,
+        Contexts,
+        later_sites,
+        output_space,
+    )
     from polyaudit.models.pooling import Pooling
 
     ad = headless_bert.adapter
@@ -91,8 +103,8 @@ def test_a_headless_encoder_is_read_as_its_final_hidden_state(headless_bert) -> 
 
 def test_unit_dropout_on_a_headless_model_scores_the_change_of_its_representation(headless_bert) -> None:  # type: ignore[no-untyped-def]
     from polyaudit.interventions.unit_dropout import score, task_for
-    from polyaudit.profiles import get_profile
     from polyaudit.probes.registry import build_probe
+    from polyaudit.profiles import get_profile
 
     probe = build_probe("text:stdlib", headless_bert, get_profile("quick"), 0)
     task = task_for(headless_bert, probe, representation=True)
