@@ -53,16 +53,16 @@ class Pooling:
         for mode in MODES:
             if mode not in self.modes:
                 continue
-            if mode == "cls":
-                parts.append(h[:, 0])
+            if mode == "cls":  # the first real token (position 0 unless the tokenizer pads on the left)
+                parts.append(h[torch.arange(b, device=h.device), m.argmax(1)])
             elif mode == "max":
                 parts.append(torch.where(w > 0, h, torch.full_like(h, torch.finfo(h.dtype).min)).amax(1))
             elif mode == "mean":
                 parts.append((h * w).sum(1) / count)
             elif mode == "mean_sqrt_len":
                 parts.append((h * w).sum(1) / count.sqrt())
-            elif mode == "weightedmean":
-                pos = torch.arange(1, length + 1, device=h.device, dtype=h.dtype)[None, :, None] * w
+            elif mode == "weightedmean":  # weights 1, 2, ... over the real tokens, from the first one
+                pos = (m.cumsum(1) * m)[..., None]
                 parts.append((h * pos).sum(1) / pos.sum(1).clamp(min=1.0))
             else:  # lasttoken: the last real token of each row
                 last = (m.cumsum(1) * m).argmax(1)

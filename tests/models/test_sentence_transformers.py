@@ -244,3 +244,18 @@ def test_the_report_header_shows_the_pooling(pytester: pytest.Pytester, tiny_sen
     assert "pooling: mean pooling (1_Pooling/config.json); not applied after it: Normalize" in text
     (model,) = json.loads(out.read_text())["models"]
     assert model["pooling"] == "mean pooling (1_Pooling/config.json); not applied after it: Normalize"
+
+
+def test_left_padding_pools_like_right_padding() -> None:
+    """cls and weightedmean count from the first real token, so a left-padded row pools as the same
+    tokens padded on the right do."""
+    from polyaudit.models.pooling import MODES, Pooling
+
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randn(1, 3, 4, generator=g)
+    pad = torch.zeros(1, 2, 4)
+    right, left = torch.cat([tokens, pad], 1), torch.cat([pad, tokens], 1)
+    m_right, m_left = torch.tensor([[1, 1, 1, 0, 0]]), torch.tensor([[0, 0, 1, 1, 1]])
+    for mode in MODES:
+        pool = Pooling((mode,))
+        torch.testing.assert_close(pool.pool(left, m_left), pool.pool(right, m_right), msg=mode)
