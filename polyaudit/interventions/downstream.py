@@ -78,10 +78,6 @@ class UnitSample:
     def n_sampled(self) -> int:
         return sum(self.sampled)
 
-    def weights(self) -> np.ndarray:
-        """[n_sampled]: each sampled unit's inverse inclusion probability (width / sampled of its site)."""
-        return np.concatenate([np.full(m, w / m) for w, m in zip(self.widths, self.sampled, strict=True)])
-
     def strata(self) -> np.ndarray:
         """[n_sampled]: the site (stratum) of each sampled unit."""
         return np.concatenate([np.full(m, i) for i, m in enumerate(self.sampled)])
@@ -210,8 +206,8 @@ class AdapterDownstream:
         """Read the codes of about `target` of the later units only, drawn at random without
         replacement (seeded), the same share of each site, when the sites have more units than
         that in all and the codes are a smooth proxy (sign of a pre-activation). The walks then
-        count the crossings of the sampled units: an estimate of all crossings, scaled by
-        `sampling.scale` with its standard error (`UnitSample`; `polyaudit.analyses.polylines`)."""
+        count the crossings of the sampled units, and each path's total over all later units is
+        estimated with its standard error (`UnitSample`; `polyaudit.analyses.polylines.unit_estimate`)."""
         self._sample_target, self._sample_seed = int(target), int(seed)
 
     def _choose_units(self, ctx: np.ndarray | None, first: np.ndarray) -> None:
