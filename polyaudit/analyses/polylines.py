@@ -42,7 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from polyaudit.analyses.alignment import FD_STEP, same_output
-from polyaudit.analyses.outputs import DISTRIBUTION, OutputSpace, js_bits, kl_bits  # noqa: F401 (re-exported)
+from polyaudit.analyses.outputs import DISTRIBUTION, OutputSpace
 from polyaudit.errors import PolyauditError
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
