@@ -386,6 +386,8 @@ def _score_batch(adapter: Adapter, probe: ProbeSet, task: Task, out: torch.Tenso
         return err, err, None
     m = torch.ones_like(x) if mask is None else mask.to(x.device)
     if positions is not None:
+        if out.shape[1] == x.shape[1] != len(positions):  # a head that did not take the selection
+            out = out[:, positions]
         ce = _token_losses_at(out, x, m, positions, shift=task.kind == "next_token").double()
     else:
         ce = _token_losses(out, x, m, shift=task.kind == "next_token").double()
