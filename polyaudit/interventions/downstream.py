@@ -48,7 +48,7 @@ from polyaudit.analyses.outputs import DISTRIBUTION, OutputSpace, embedding, uni
 from polyaudit.errors import PolyauditError
 from polyaudit.interventions.module_walk import ModuleWalker
 from polyaudit.measures.polytopes import affine_layers, codes_along, walk_segment
-from polyaudit.models.base import Adapter, LoadedModel, Site
+from polyaudit.models.base import Adapter, Site
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,6 @@ class CountsWork:
     @property
     def control_evaluations(self) -> int:
         return self.work.control_evaluations
-
-
-def has_output_head(loaded: LoadedModel) -> bool:
-    """Whether the model's output is a distribution we can read (classifier or LM/MLM head)."""
-    return loaded.adapter.capabilities.output_head
 
 
 def output_space(adapter: Adapter) -> OutputSpace | None:

@@ -221,31 +221,24 @@ def _batches(probe: ProbeSet, batch_size: int) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _token_losses(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, shift: bool) -> torch.Tensor:
-    """Mean cross-entropy per sequence over positions whose target is a real token."""
-    logits = logits.float()
-    if shift:
-        logits, ids, keep = logits[:, :-1], ids[:, 1:], (mask[:, :-1] * mask[:, 1:])
+def _token_losses(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, shift: bool,
+                  positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy per sequence over positions whose target is a real token (the next token
+    for a causal model, the token itself for an encoder). `positions` [n]: `logits` [b, n, V] are
+    those positions' only, and only they are scored."""
+    if positions is None:
+        if shift:
+            logits, target, keep = logits[:, :-1], ids[:, 1:], mask[:, :-1] * mask[:, 1:]
+        else:
+            target, keep = ids, mask
     else:
-        keep = mask
-    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids, reduction="none")
-    keep = keep.to(ce.dtype)
-    return (ce * keep).sum(1) / keep.sum(1).clamp(min=1.0)
-
-
-def _token_losses_at(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                     shift: bool) -> torch.Tensor:
-    """`_token_losses` from the logits [b, n, V] at `positions` [n] only: the mean cross-entropy
-    per sequence over the scored positions whose target is a real token (the next token for a
-    causal model, the token itself for an encoder)."""
-    pos = positions.to(ids.device)
-    length = ids.shape[1]
-    if shift:
-        ok = pos + 1 < length
-        pos, logits = pos[ok], logits[:, ok.to(logits.device)]
-        target, keep = ids[:, pos + 1], mask[:, pos] * mask[:, pos + 1]
-    else:
-        target, keep = ids[:, pos], mask[:, pos]
+        pos = positions.to(ids.device)
+        if shift:
+            ok = pos + 1 < ids.shape[1]
+            pos, logits = pos[ok], logits[:, ok.to(logits.device)]
+            target, keep = ids[:, pos + 1], mask[:, pos] * mask[:, pos + 1]
+        else:
+            target, keep = ids[:, pos], mask[:, pos]
     ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")
     keep = keep.to(ce.dtype)
     return (ce * keep).sum(1) / keep.sum(1).clamp(min=1.0)
@@ -385,12 +378,9 @@ def _score_batch(adapter: Adapter, probe: ProbeSet, task: Task, out: torch.Tenso
         err = ((out.double() - x.double()) ** 2).reshape(out.shape[0], -1).mean(1)
         return err, err, None
     m = torch.ones_like(x) if mask is None else mask.to(x.device)
-    if positions is not None:
-        if out.shape[1] == x.shape[1] != len(positions):  # a head that did not take the selection
-            out = out[:, positions]
-        ce = _token_losses_at(out, x, m, positions, shift=task.kind == "next_token").double()
-    else:
-        ce = _token_losses(out, x, m, shift=task.kind == "next_token").double()
+    if positions is not None and out.shape[1] == x.shape[1] != len(positions):  # a head that ignored them
+        out = out[:, positions]
+    ce = _token_losses(out, x, m, shift=task.kind == "next_token", positions=positions).double()
     return ce, ce, None
 
 
