@@ -72,10 +72,11 @@ class CaptureStats:
 
 @dataclass(frozen=True)
 class _Batch:
-    start: int  # first input of the batch
-    stop: int
-    rows: slice  # rows of the (sequence-sorted) sample buffer this batch fills
-    index: torch.Tensor | None  # tokens: local sequence * seq_len + position of each kept sample
+    inputs: slice | torch.Tensor  # the probe's inputs this batch runs (a slice, or their indices)
+    size: int  # how many inputs
+    length: int | None  # token probes: positions run (the rest cut: none of them is needed), else None
+    rows: slice  # rows of the (run-ordered) sample buffer this batch fills
+    index: torch.Tensor | None  # tokens: local sequence * length + position of each kept sample
 
 
 class Capture:
@@ -197,30 +198,68 @@ class Capture:
 
     # --- forward -----------------------------------------------------------------------------
     def _plan(self, device: torch.device) -> tuple[list[_Batch], np.ndarray | None]:
-        """Batches to run and, for tokens kept out of sequence order, the permutation from
-        sequence order back to probe order (None when they already agree)."""
+        """Batches to run and, for samples kept out of run order, the permutation from run order
+        back to probe order (None when they already agree).
+
+        Token probes run only the positions a kept sample needs: up to the last kept one in a
+        causal model (later tokens cannot change it), up to the last real (unmasked) one in any
+        other (trailing padding is masked out of every real position). Sequences run shortest
+        first, as many per batch as fit in the tokens of `batch_size` full-length ones, so memory
+        stays what a batch of full-length sequences takes. A probe of equal-length sequences whose
+        last positions are kept runs as before: `batch_size` sequences in probe order."""
         n_inputs = int(self.probe.inputs.shape[0])
         bs = self.batch_size
-        starts = range(0, n_inputs, bs)
         if self.probe.positions is None:
             return [
-                _Batch(b, min(b + bs, n_inputs), slice(b, min(b + bs, n_inputs)), None)
-                for b in starts
+                _Batch(slice(b, min(b + bs, n_inputs)), min(b + bs, n_inputs) - b, None,
+                       slice(b, min(b + bs, n_inputs)), None)
+                for b in range(0, n_inputs, bs)
             ], None
         seq_len = self.probe.rows_per_input  # token positions, or a CNN's spatial positions
         pos = np.asarray(self.probe.positions, dtype=np.int64)
-        order: np.ndarray | None = np.argsort(pos[:, 0], kind="stable")
-        if np.all(np.diff(pos[:, 0]) >= 0):
-            order = None
-        seq, tok = (pos[:, 0], pos[:, 1]) if order is None else (pos[order, 0], pos[order, 1])
-        bounds = np.searchsorted(seq, np.arange(0, n_inputs + bs, bs))
+        need = self._needed(pos, n_inputs, seq_len)
+        runs = np.argsort(need, kind="stable")
+        runs = runs[need[runs] > 0]  # an input without kept samples needs no forward
+        rank = np.full(n_inputs, -1, dtype=np.int64)
+        rank[runs] = np.arange(runs.size)
+        key = rank[pos[:, 0]]
+        sort = np.argsort(key, kind="stable")
+        order = None if np.array_equal(sort, np.arange(sort.size)) else sort
+        key_run, tok = (key, pos[:, 1]) if order is None else (key[order], pos[order, 1])
+        budget = bs * seq_len
         batches = []
-        for i, b in enumerate(starts):
-            lo, hi = int(bounds[i]), int(bounds[i + 1])
-            if hi > lo:  # a batch without kept samples needs no forward
-                index = torch.from_numpy((seq[lo:hi] - b) * seq_len + tok[lo:hi]).to(device)
-                batches.append(_Batch(b, min(b + bs, n_inputs), slice(lo, hi), index))
+        a = 0
+        while a < runs.size:
+            b = a + 1
+            while b < runs.size and (b + 1 - a) * int(need[runs[b]]) <= budget:
+                b += 1
+            length = int(need[runs[b - 1]])  # the longest of the batch (shortest first)
+            lo, hi = (int(v) for v in np.searchsorted(key_run, [a, b]))
+            members = runs[a:b]
+            contiguous = bool(np.all(np.diff(members) == 1))
+            index = torch.from_numpy((key_run[lo:hi] - a) * length + tok[lo:hi]).to(device)
+            batches.append(_Batch(slice(int(members[0]), int(members[-1]) + 1) if contiguous else torch.from_numpy(members),
+                                  b - a, length if self.probe.kind == "tokens" else None, slice(lo, hi), index))
+            a = b
         return batches, order
+
+    def _needed(self, pos: np.ndarray, n_inputs: int, seq_len: int) -> np.ndarray:
+        """int [inputs]: positions each input must run (0: none of its positions is kept)."""
+        kept = np.zeros(n_inputs, dtype=bool)
+        kept[pos[:, 0]] = True
+        if self.probe.kind != "tokens":  # spatial positions: the whole input, always
+            return np.where(kept, seq_len, 0)
+        if self.loaded.adapter.capabilities.causal:
+            last = np.zeros(n_inputs, dtype=np.int64)
+            np.maximum.at(last, pos[:, 0], pos[:, 1] + 1)
+            return np.where(kept, last, 0)
+        mask = self.probe.attention_mask
+        if mask is None:
+            return np.where(kept, seq_len, 0)
+        m = np.asarray(mask, dtype=bool)
+        real_end = seq_len - np.argmax(m[:, ::-1], axis=1)  # one past the last real position
+        real_end[~m.any(axis=1)] = seq_len
+        return np.where(kept, np.maximum(real_end, 1), 0)
 
     def _forward(self, sites: list[Site]) -> None:
         adapter = self.loaded.adapter
@@ -235,7 +274,7 @@ class Capture:
         def reader(site: Site, t: torch.Tensor) -> None:
             # [B, T, d], [B*T, d] (flattened MLPs) or [B, ...]: one row per token (or input).
             batch = current[0]
-            flat = t.reshape((batch.stop - batch.start) * seq_len, -1)
+            flat = t.reshape(batch.size * (seq_len if batch.length is None else batch.length), -1)
             buf = buffers.get(site)
             if buf is None:
                 buf = buffers[site] = torch.empty((n, flat.shape[1]), dtype=torch.float32)
@@ -258,9 +297,12 @@ class Capture:
         with progress_bar(label, total=len(batches), enabled=self.progress) as advance:
             for batch in batches:
                 current[:] = [batch]
-                mask = probe.attention_mask
-                batch_mask = None if mask is None else mask[batch.start : batch.stop].to(device)
-                adapter.run_until(probe.inputs[batch.start : batch.stop], batch_mask, reads)
+                inputs, mask = probe.inputs[batch.inputs], probe.attention_mask
+                mask = None if mask is None else mask[batch.inputs]
+                if batch.length is not None and batch.length < inputs.shape[1]:
+                    inputs = inputs[:, : batch.length]
+                    mask = None if mask is None else mask[:, : batch.length]
+                adapter.run_until(inputs, None if mask is None else mask.to(device), reads)
                 self.stats.n_forward_batches += 1
                 advance(1)
         self.stats.forward_seconds += time.perf_counter() - t0

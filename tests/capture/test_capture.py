@@ -14,7 +14,7 @@ from torch import nn
 
 from polyaudit.capture import Capture
 from polyaudit.errors import PolyauditError
-from polyaudit.models.base import Adapter, LoadedModel, Site, SiteKind
+from polyaudit.models.base import Adapter, Capabilities, LoadedModel, Site, SiteKind
 from polyaudit.probes.base import ProbeSet
 from polyaudit.store.activations import ActivationCache
 
@@ -232,7 +232,7 @@ def test_one_pass_serves_all_requested_kinds() -> None:
     cap.request(["mlp_pre", "mlp_out", "resid"])
     out = {k: cap.get_kind(k) for k in ("mlp_pre", "mlp_out", "resid")}
     assert cap.stats.n_forward_passes == 1
-    assert cap.stats.n_forward_batches == 3  # sequences 0-3, 4-7 (6 and 7 keep samples), 8-9
+    assert cap.stats.n_forward_batches == 2  # sequences 0-3 and 6-9: 4 and 5 keep no samples, they do not run
     assert [d.d for d in out["mlp_pre"]] == [4 * D] * N_LAYERS
     assert [d.d for d in out["resid"]] == [D] * N_LAYERS
     assert cap.get(loaded.adapter.site("resid", 1)) is out["resid"][1]  # memory
@@ -348,3 +348,59 @@ def test_optional_tiny_hf_models(family: str, tmp_path: Path) -> None:
             ref = full[probe.positions[:, 0], probe.positions[:, 1]].float().numpy()
             assert_stored_equal(data.samples, ref)
     assert cap.stats.n_forward_passes == 1
+
+
+class CausalToyLMAdapter(ToyLMAdapter):
+    """The toy LM mixes no positions (each position reads its own token): causal as declared."""
+
+    capabilities = Capabilities(causal=True)
+
+
+def _padded_probe(seed: int = 0) -> ProbeSet:
+    """Right-padded sequences of random lengths, kept positions anywhere among the real tokens."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, SEQ + 1, N_SEQ)
+    mask = (np.arange(SEQ)[None, :] < lengths[:, None]).astype(np.int64)
+    pairs = [(s, int(p)) for s in range(N_SEQ) for p in rng.choice(int(lengths[s]), 2, replace=False)]
+    positions = np.array(pairs, dtype=np.int64)[rng.permutation(len(pairs))]
+    return ProbeSet(name="toy-padded", kind="tokens", inputs=torch.from_numpy(rng.integers(0, VOCAB, (N_SEQ, SEQ))),
+                    attention_mask=torch.from_numpy(mask), positions=positions, labels=rng.integers(0, 3, len(pairs)))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_short_sequences_run_only_the_positions_they_need(causal: bool) -> None:
+    """Causal: up to each sequence's last kept position; otherwise up to its last real token. The
+    activations are those of whole sequences run one at a time; no batch holds more tokens than
+    `batch_size` full-length sequences, and fewer tokens run than the padded probe holds."""
+    probe = _padded_probe()
+    loaded = toy_lm()
+    if causal:
+        loaded = LoadedModel(spec="toy-lm", model=loaded.model, adapter=CausalToyLMAdapter(loaded.model),
+                             sha256="toy-lm-causal")
+    shapes: list[tuple[int, ...]] = []
+    handle = loaded.model.register_forward_pre_hook(lambda mod, args: shapes.append(tuple(args[0].shape)))
+    try:
+        cap = Capture(loaded, probe, cache=None, batch_size=3)
+        got = cap.get(loaded.adapter.site("mlp_pre", 1)).samples
+    finally:
+        handle.remove()
+    whole = np.stack([
+        loaded.model.blocks[1].fc(loaded.model.blocks[1].ln(_resid_before(loaded.model, probe.inputs[s:s + 1], 1)))[0, p]
+        .detach().numpy() for s, p in probe.positions])
+    np.testing.assert_allclose(got, whole, rtol=2e-3, atol=2e-3 * float(np.abs(whole).max()))  # float16 storage
+    assert all(b * t <= 3 * SEQ for b, t in shapes)
+    mask = probe.attention_mask.numpy().astype(bool)
+    last_kept = np.zeros(N_SEQ, dtype=np.int64)
+    np.maximum.at(last_kept, probe.positions[:, 0], probe.positions[:, 1] + 1)
+    needed = last_kept if causal else mask.sum(axis=1)
+    assert sum(b * t for b, t in shapes) < N_SEQ * SEQ
+    assert max(t for _, t in shapes) == needed.max()
+    assert sum(b for b, _ in shapes) == N_SEQ
+
+
+def _resid_before(model: ToyLM, ids: torch.Tensor, layer: int) -> torch.Tensor:
+    with torch.no_grad():
+        x = model.embed(ids) + model.pos[: ids.shape[1]]
+        for block in model.blocks[:layer]:
+            x = block(x)
+    return x
