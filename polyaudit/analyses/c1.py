@@ -15,7 +15,7 @@ Monosemanticity is H(label | cluster) in bits (lower is purer), jackknife-correc
 replication (`polyaudit.measures.purity`: the plug-in bias grows with the non-empty cells, so
 partitions would differ by bias alone); AMI is reported beside it. One row per baseline, a paired
 comparison: effect = H(baseline) - H(polytope) (predicted positive), averaged over N_RESTARTS
-restarts of every clustering. Its replicates resample the UNITS (`groups`: the word of a
+restarts of every clustering (a restart's random frame serves both K, as its spline codes do). Its replicates resample the UNITS (`groups`: the word of a
 labelled:categories sample, the image of a CNN position, else the sample) and the restarts, paired
 (the same units and restarts for every partition); the CI (re-centred percentile, at any level:
 `interval`) and the two-sided p both come from them. `n` counts units. K is set by the units
@@ -34,12 +34,14 @@ from typing import Any
 import numpy as np
 
 from polyaudit.claimspec import Check, ClaimSpec, PlotSpec, Statistic
+from polyaudit.errors import PolyauditError
 from polyaudit.measures.clustering import (
     MAX_FRACTION,
     METHODS,
     ClusterSizes,
     cluster_sizes,
     partitions,
+    random_hyperplane_codes,
 )
 from polyaudit.measures.polytopes import spline_codes
 from polyaudit.measures.purity import (
@@ -65,7 +67,7 @@ N_RESTARTS = 4  # independent clusterings per method; the replicates resample th
 ALPHA_LABELS = 0.05  # polytope clusters must carry label information beyond chance at this level
 
 SPEC = ClaimSpec(
-    id="C1", version=3, title="polytopes are more monosemantic than directions",
+    id="C1", version=4, title="polytopes are more monosemantic than directions",
     source="Black, Sharkey et al. 2022, Polytope Lens, prediction 1 (sec. 4)",
     statistics=(Statistic("entropy-gap", STATISTIC, "positive", units="bits", min_effect=SESOI),),
     checks=(Check("monosemantic", "entropy-gap", sites=("mlp_pre",), min_samples=MIN_SAMPLES),),
@@ -141,12 +143,16 @@ class Gap:
 
 
 def _score(x: np.ndarray, y: np.ndarray, units: np.ndarray, codes: np.ndarray, k: int, *,
-           rng: np.random.Generator, weights: np.ndarray, perms: np.ndarray | None, restarts: int) -> AtK:
+           rng: np.random.Generator, weights: np.ndarray, perms: np.ndarray | None,
+           planes: list[np.ndarray | None]) -> AtK:
     """Partitions at K in every restart, scored (the polytope partition of the first restart under
-    the label permutations `perms`, when given). A partition met before (the neuron baseline is the same in every restart;
-    clean codes give the same k-means partition) is scored once."""
+    the label permutations `perms`, when given). `planes`: each restart's random-hyperplane codes
+    (its random frame, shared by both K as the polytope codes are). A partition met before (the
+    neuron baseline is the same in every restart; clean codes give the same k-means partition) is
+    scored once."""
     broken: dict[str, str] = {}
-    runs = [partitions(x, codes, k, g, errors=broken) for g in rng.spawn(restarts)]
+    runs = [partitions(x, codes, k, g, errors=broken, planes=frame)
+            for g, frame in zip(rng.spawn(len(planes)), planes, strict=True)]
     methods = list(runs[0])
     ones = np.ones((1, weights.shape[1]))
     seen: dict[bytes, tuple[float, np.ndarray]] = {}
@@ -177,6 +183,15 @@ def _score(x: np.ndarray, y: np.ndarray, units: np.ndarray, codes: np.ndarray, k
     )
 
 
+def _random_planes(x: np.ndarray, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """One restart's random control codes (a Haar frame, the layer's on-fractions), or None when
+    they cannot be drawn (`partitions` then draws again and records why)."""
+    try:
+        return random_hyperplane_codes(x, np.asarray(codes).mean(axis=0), rng)
+    except PolyauditError:
+        return None
+
+
 def _partition_key(ids: np.ndarray) -> bytes:
     """The same bytes for two cluster-id arrays that name the same partition (ids in order of
     first use)."""
@@ -199,7 +214,7 @@ def measure_monosemanticity(x: np.ndarray, y: np.ndarray, codes: np.ndarray, *, 
     k = int(k or choose_k(n_units, n_labels))
     k2 = second_k(k, n_units)
     restarts = max(int(restarts), 1)
-    g_main, g_second, g_boot = rng.spawn(3)
+    g_main, g_second, g_boot, g_frames = rng.spawn(4)
     weights = unit_bootstrap(n_units, n_boot, g_boot)
     pick = g_boot.integers(0, restarts, size=(n_boot, restarts))
     frame_noise = g_boot.standard_normal(n_boot)
@@ -208,9 +223,10 @@ def measure_monosemanticity(x: np.ndarray, y: np.ndarray, codes: np.ndarray, *, 
     unit_label[units] = label_ids
     one_label = bool(np.array_equal(unit_label[units], label_ids))
     perms = g_boot.permuted(np.tile(np.arange(n_units if one_label else n), (n_perm, 1)), axis=1)
-    main = _score(x, y, units, codes, k, rng=g_main, weights=weights, perms=perms, restarts=restarts)
+    planes = [_random_planes(x, codes, g) for g in g_frames.spawn(restarts)]
+    main = _score(x, y, units, codes, k, rng=g_main, weights=weights, perms=perms, planes=planes)
     second = (None if k2 is None else
-              _score(x, y, units, codes, k2, rng=g_second, weights=weights, perms=None, restarts=restarts))
+              _score(x, y, units, codes, k2, rng=g_second, weights=weights, perms=None, planes=planes))
     return Monosemanticity(n=n, n_units=n_units, n_labels=n_labels, unit_labels=one_label, n_boot=n_boot,
                            n_perm=n_perm, pick=pick, frame_noise=frame_noise, main=main, second=second)
 

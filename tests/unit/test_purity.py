@@ -181,3 +181,28 @@ def test_direction_clusters_ignore_scale() -> None:
     a = cl.direction_clusters(acts, 3, np.random.default_rng(2))
     b = cl.direction_clusters(scaled, 3, np.random.default_rng(2))
     assert adjusted_mutual_information(a, b) > 0.99
+
+
+def test_random_frame_is_a_haar_rotation() -> None:
+    """Orthonormal axes; the Cholesky-QR Q equals the Householder Q with R's diagonal made
+    positive (the Haar construction); over draws, every entry has mean 0 and variance 1/d."""
+    d = 24
+    rng = np.random.default_rng(3)
+    q = cl.random_frame(d, 2 * d + 5, rng)
+    assert q.shape == (d, 2 * d + 5)
+    for block in (q[:, :d], q[:, d:2 * d]):
+        np.testing.assert_allclose(block.T @ block, np.eye(d), atol=1e-10)
+    g = np.random.default_rng(4).standard_normal((d, d))
+    house, r = np.linalg.qr(g)
+    np.testing.assert_allclose(cl._haar(g), house * np.where(np.diag(r) < 0, -1.0, 1.0), atol=1e-10)
+    draws = np.stack([cl.random_frame(d, d, rng) for _ in range(400)])
+    assert abs(draws.mean()) < 4 * np.sqrt(1 / d / draws.size)
+    np.testing.assert_allclose((draws**2).mean(axis=0).mean(), 1 / d, rtol=0.05)
+    assert np.all(np.abs(draws.mean(axis=0)) < 5 * np.sqrt(1 / d / 400))  # no axis or sign preferred
+
+
+def test_haar_falls_back_to_householder_on_a_singular_block() -> None:
+    g = np.random.default_rng(5).standard_normal((6, 6))
+    g[:, 5] = g[:, 4]  # g^T g singular: Cholesky fails
+    q = cl._haar(g)
+    np.testing.assert_allclose(q.T @ q, np.eye(6), atol=1e-10)
