@@ -36,12 +36,14 @@ input's change with its own crossings minus with other inputs'), kept for the ro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import stats as _st
 
-from polyaudit.analyses.outputs import DISTRIBUTION, OutputSpace
+from polyaudit.analyses.outputs import DISTRIBUTION, OutputSpace, f64
 from polyaudit.errors import PolyauditError
 from polyaudit.stats import (
     Interval,
@@ -216,18 +218,18 @@ def linearized(at_anchor: np.ndarray, at_probe: np.ndarray, fraction: np.ndarray
     linearized at the anchor. Log-probabilities differ from logits by one constant per row, so
     extrapolating them and renormalising extrapolates the logits. Embeddings (`space`) are
     extrapolated as unit vectors and scaled back to unit length."""
-    a, b = np.asarray(at_anchor, dtype=np.float64), np.asarray(at_probe, dtype=np.float64)
-    f = np.asarray(fraction, dtype=np.float64)[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):  # masked outputs (-inf) stay put
-        slope = np.where(np.isfinite(a) & np.isfinite(b) & (f > 0), (b - a) / np.where(f > 0, f, 1.0), 0.0)
-    return space.renormalise(a + slope)
+    a, b = f64(at_anchor), f64(at_probe)
+    f = f64(fraction)[:, None]
+    # masked outputs (-inf) stay put
+    slope = torch.where(a.isfinite() & b.isfinite() & (f > 0), (b - a) / torch.where(f > 0, f, 1.0), 0.0)
+    return space.renormalise((a + slope).numpy())
 
 
 def same_output(logp: np.ndarray, frozen: np.ndarray, exact: bool) -> np.ndarray:
     """bool [...]: where a real and a frozen output agree (log-probabilities [..., C] within
     `EQUAL_TOL` relative): the boundaries between them cannot have changed it."""
-    a, b = np.asarray(logp, np.float64), np.asarray(frozen, np.float64)
-    with np.errstate(invalid="ignore"):
-        gap = np.where(np.isfinite(a) & np.isfinite(b), np.abs(a - b), np.where(a == b, 0.0, np.inf))
-    scale = np.maximum(1.0, np.max(np.where(np.isfinite(a), np.abs(a), 0.0), axis=-1))
-    return np.max(gap, axis=-1) <= EQUAL_TOL[exact] * scale
+    a, b = f64(logp), f64(frozen)
+    gap = torch.where(a.isfinite() & b.isfinite(), (a - b).abs(),
+                      torch.where(a == b, 0.0, math.inf))
+    scale = torch.where(a.isfinite(), a.abs(), 0.0).amax(dim=-1).clamp_min(1.0)
+    return np.asarray((gap.amax(dim=-1) <= EQUAL_TOL[exact] * scale).numpy())

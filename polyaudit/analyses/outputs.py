@@ -17,33 +17,42 @@ unit length for embeddings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
+
+
+def f64(x: np.ndarray) -> torch.Tensor:
+    """A float64 torch view of `x` (a copy only when it is not float64 already)."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+
+
+# These run over outputs as wide as a vocabulary ([points, 50,257] for GPT-2) for every point of
+# C2/C3's walks: torch's float64 kernels (vectorised, on every core) take a fraction of numpy's
+# time for the same float64 arithmetic (equal to ~1e-15).
 
 
 def js_bits(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
     """Jensen-Shannon divergence in bits between rows of two log-probability arrays [..., C]."""
-    p, q = np.exp(np.asarray(logp, np.float64)), np.exp(np.asarray(logq, np.float64))
-    m = 0.5 * (p + q)
-    logm = np.log(np.maximum(m, 1e-300))
-    kl_pm = np.sum(p * (np.asarray(logp, np.float64) - logm), axis=-1)
-    kl_qm = np.sum(q * (np.asarray(logq, np.float64) - logm), axis=-1)
-    return np.clip(0.5 * (kl_pm + kl_qm) / np.log(2.0), 0.0, 1.0)
+    lp, lq = f64(logp), f64(logq)
+    p, q = lp.exp(), lq.exp()
+    logm = (0.5 * (p + q)).clamp_min(1e-300).log()
+    kl = (p * (lp - logm)).sum(-1) + (q * (lq - logm)).sum(-1)
+    return np.asarray((0.5 * kl / math.log(2.0)).clamp(0.0, 1.0).numpy())
 
 
 def kl_bits(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
     """KL(p || q) in bits between rows of two log-probability arrays [..., C]."""
-    lp, lq = np.asarray(logp, np.float64), np.asarray(logq, np.float64)
-    return np.maximum(np.sum(np.exp(lp) * (lp - lq), axis=-1) / np.log(2.0), 0.0)
+    lp, lq = f64(logp), f64(logq)
+    return np.asarray(((lp.exp() * (lp - lq)).sum(-1) / math.log(2.0)).clamp_min(0.0).numpy())
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
     """Rows of `z` [..., C] renormalised to log-probabilities (float64)."""
-    z64 = np.asarray(z, dtype=np.float64)
-    top = np.max(z64, axis=-1, keepdims=True)
-    return z64 - top - np.log(np.sum(np.exp(z64 - top), axis=-1, keepdims=True))
+    return np.asarray(torch.log_softmax(f64(z), dim=-1).numpy())
 
 
 def unit_rows(z: np.ndarray) -> np.ndarray:
