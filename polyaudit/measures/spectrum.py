@@ -352,10 +352,10 @@ def _coupling(scores: np.ndarray, lam: np.ndarray, head: np.ndarray, k: int, hi:
 def _one_eigs(head: np.ndarray, s: np.ndarray, idx: np.ndarray, hi: int) -> np.ndarray:
     """The top hi eigenvalues of one resample's covariance on the kept axes."""
     h, mh, big_n = _weighted(head, idx, head.shape[0])
-    gram = np.triu(ssyrk(1.0, h.T, trans=0)).astype(np.float64)  # h.T is Fortran-ordered: no copy
-    gram = gram + np.triu(gram, 1).T
+    # the upper triangle only: ssyrk computes it (h.T is Fortran-ordered: no copy), eigvalsh reads it
+    gram = ssyrk(1.0, h.T, trans=0).astype(np.float64)
     cov = (gram - big_n * np.outer(mh, mh)) / (big_n - 1)
-    return np.linalg.eigvalsh(cov * s[:, None] * s[None, :])[::-1][:hi]
+    return np.linalg.eigvalsh(cov * s[:, None] * s[None, :], UPLO="U")[::-1][:hi]
 
 
 def _replicate_logs(eig: np.ndarray, scores: np.ndarray, ranks: tuple[int, int],
