@@ -32,6 +32,7 @@ Fisher-z interval with Bonett and Wright's variance), with the layers as the rep
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,8 @@ MIN_MODELS = 4
 MIN_LAYERS = 3
 MIN_SAMPLES = 50
 MIN_PERMUTATIONS = 9999  # cheap (one matrix product): p resolves 1e-4 whatever the profile
+RELIABILITY = 0.99  # single checkpoint: measure groups until the loss increases' differences are this reliable
+MIN_GROUPS = 16  # ... and at least this many groups (sequences, inputs), and a quarter of the probe's
 ALPHA_RESOLUTION = 1e-3  # float16 activation storage moves alpha by ~1e-4; its sampling error is ~1e-2
 # |rho| below 0.3: the ranks share under a tenth of their variance (Cohen's small-to-medium effect)
 MIN_RHO = 0.3
@@ -79,7 +82,7 @@ PREDICTED: dict[str, Prediction] = {"robustness": "positive", "noise": "positive
              "alpha": "negative"}
 
 SPEC = ClaimSpec(
-    id="C5", version=3, title="dropout promotes redundant codes",
+    id="C5", version=4, title="dropout promotes redundant codes",
     source="Marshall & Kirchner 2024, coding theory of polysemanticity (sec. 5, Fig. 5, Thm. 3)",
     statistics=(*(Statistic(k, text, PREDICTED[k], units=RHO, min_effect=MIN_RHO) for k, text in STATS.items()),
                 Statistic("single", STAT_SINGLE, "positive", units=RHO, min_effect=MIN_RHO)),
@@ -261,6 +264,36 @@ def retained(perf: np.ndarray, clean: np.ndarray, chance: float, higher_is_bette
 
 
 # ---- single checkpoint --------------------------------------------------------------------------
+
+
+def difference_reliability(per_group: np.ndarray) -> float:
+    """How much of the spread of the adjacent layers' differences in loss increase is not
+    measurement noise: 1 - mean(SE^2) / var(mean differences) (the classical reliability; noise
+    in one side attenuates a correlation by its square root). `per_group` [L, m]: each layer's
+    increase per group (sequence, input) measured so far, paired across layers; the SE of each
+    difference is over the groups. NaN with fewer than 2 groups or 2 differences; -inf when the
+    differences are all equal."""
+    d = np.diff(np.asarray(per_group, dtype=float), axis=0)
+    if d.shape[0] < 2 or d.shape[1] < 2:
+        return float("nan")
+    spread = float(np.var(d.mean(axis=1), ddof=1))
+    noise = float(np.mean(np.var(d, axis=1, ddof=1) / d.shape[1]))
+    return 1.0 - noise / spread if spread > 0 else -math.inf
+
+
+def enough_groups(per_group: np.ndarray, n_groups: int) -> bool:
+    """The sequential rule of the single-checkpoint measurement: stop adding groups (in probe
+    order) once at least max(MIN_GROUPS, a quarter of the probe's `n_groups`) are measured and the
+    differences' reliability (`difference_reliability`) reaches RELIABILITY, so that measurement
+    noise attenuates the Spearman by at most 1 - sqrt(0.99) = 0.5%. It reads the loss increases
+    only, never alpha: under the null (changes unrelated) when it stops cannot relate them."""
+    m = int(np.shape(per_group)[1])
+    if m >= n_groups:
+        return True
+    if m < max(MIN_GROUPS, math.ceil(n_groups / 4)):
+        return False
+    r = difference_reliability(per_group)
+    return bool(np.isfinite(r) and r >= RELIABILITY)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from polyaudit.analyses.c5 import (
     SINGLE_RATE,
     TEST_RATES,
     FamilyMeasurements,
+    difference_reliability,
+    enough_groups,
     retained,
 )
 from polyaudit.analyses.coding import decomposition_of, effective_n, shared_fit_ranks
@@ -170,11 +172,18 @@ def precision(per_group: np.ndarray, positions: np.ndarray | None, probe: Any) -
     return out
 
 
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
 def measure_single(
     subject: Any, *, rng: np.random.Generator, q: float = SINGLE_RATE, batch_size: int = 8
 ) -> tuple[list[Any], np.ndarray, dict[str, Any]]:
-    """(per-layer SiteData at the unit site, loss increase [L, n_samples], details) of one model:
-    each layer in turn gets unit dropout at rate q; the increase is paired with the kept samples."""
+    """(per-layer SiteData at the unit site, loss increase [L, samples], details) of one model:
+    each layer in turn gets unit dropout at rate q; the increase is paired with the kept samples
+    of the inputs measured. Inputs are measured batch by batch in probe order until the
+    differences between adjacent layers' increases are reliable enough for the statistic
+    (`analyses.c5.enough_groups`), or the probe ends."""
     probe = subject.probe()
     kind = unit_site_kind(subject.adapter)
     with compute_threads(subject.loaded.model):
@@ -182,12 +191,16 @@ def measure_single(
         task = task_for(subject.loaded, probe, representation=True)
         generators = [torch_generator(rng) for _ in layers]  # one per layer, drawn in layer order
         positions = scored_positions(probe)
+        n_groups = int(probe.inputs.shape[0])
         clean, runs = score_layers(subject.loaded, probe, task, [d.site for d in layers], q, generators,
-                                   batch_size=batch_size, positions=positions)
-        per_group = np.stack([run.loss - clean.loss for run in runs])  # [L, sequences or inputs]
+                                   batch_size=batch_size, positions=positions,
+                                   enough=lambda so_far: enough_groups(so_far, n_groups))
+        per_group = np.stack([run.loss - clean.loss for run in runs])  # [L, sequences or inputs run]
         increase = np.stack([per_sample(g, probe) for g in per_group])
     extra = {"task": task.kind, "clean_loss": float(clean.loss.mean()), "clean_metric": clean.mean_metric,
-             "metric": task.metric, "unit_site": kind, **precision(per_group, positions, probe)}
+             "metric": task.metric, "unit_site": kind, **precision(per_group, positions, probe),
+             "groups_measured": f"{per_group.shape[1]} of {n_groups}",
+             "difference_reliability": _finite_or_none(difference_reliability(per_group))}
     if task.kind == "represent":
         pooling = subject.adapter.pooling
         extra["semantic_change"] = (

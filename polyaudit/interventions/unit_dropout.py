@@ -301,6 +301,7 @@ def score_layers(
     *,
     batch_size: int = 8,
     positions: np.ndarray | None = None,
+    enough: Callable[[np.ndarray], bool] | None = None,
 ) -> tuple[Scores, list[Scores]]:
     """(clean Scores, Scores with unit dropout at rate q at each of `sites`, one generator each):
     the same numbers as `score` run once clean and once per site, computed batch by batch so that
@@ -313,7 +314,11 @@ def score_layers(
 
     `positions` (token probes; `scored_positions`): score the token losses at these positions only,
     the output head fed only their hidden states (a forward pre-hook on `Adapter.output_head`), the
-    same positions in the clean and every perturbed run. None: every position, as `score`."""
+    same positions in the clean and every perturbed run. None: every position, as `score`.
+
+    `enough`: called after each batch with the loss increases measured so far [sites, groups
+    run] (each site's loss minus the clean loss, per group: sequence or input, in probe order);
+    when it says True no further batch runs, and the Scores hold the groups run."""
     adapter = loaded.adapter
     blocks = adapter.block_modules()
     head = adapter.output_head() if task.kind in ("next_token", "self_token") else None
@@ -332,6 +337,10 @@ def score_layers(
             with resume_after(blocks, site.layer, recorded), head_at(head, at):
                 out = adapter.run_with_replacement(x, mask, site, writers[j])
             perturbed[j].append(_score_batch(adapter, probe, task, out, lo, hi, part[2], at))
+        if enough is not None:
+            base = torch.cat([c[1] for c in clean])
+            if enough(np.stack([(torch.cat([p[1] for p in runs]) - base).numpy() for runs in perturbed])):
+                break
     return _scores(task, clean, keep=True), [_scores(task, p, keep=False) for p in perturbed]
 
 
@@ -461,11 +470,14 @@ def _cosine_change(rep: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | No
 
 
 def per_sample(values: np.ndarray, probe: ProbeSet) -> np.ndarray:
-    """Per-group values spread to the probe's kept samples (token probes: each sample gets its
-    sequence's value), so they pair with the samples' activations under the same resamples."""
+    """Per-input values spread to the probe's kept samples (token probes: each sample gets its
+    sequence's value; a CNN's positions: their image's), so they pair with the samples'
+    activations under the same resamples. `values` may cover only the first inputs (a run that
+    stopped early): the samples of the inputs not run are left out."""
     if probe.positions is None:
         return values
-    return values[probe.groups]  # tokens: their sequence's value; a CNN's positions: their image's
+    source = np.asarray(probe.positions[:, 0], dtype=np.int64)  # the input of each sample (not `groups`:
+    return values[source[source < len(values)]]  # a labelled probe's groups are its words)
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:

@@ -98,3 +98,27 @@ def test_losses_at_scored_positions_are_those_of_the_whole_output(family: str, t
     want = ((ce * keep).sum(1) / keep.sum(1).clamp(min=1)).double().numpy()
     np.testing.assert_allclose(clean.loss, want, rtol=1e-5, atol=1e-6)
     assert scored_positions(probe, budget=10**9) is None  # a probe within the budget: every position
+
+
+def test_a_run_told_it_has_enough_stops_with_the_groups_it_measured(tiny_models: dict[str, Path]) -> None:
+    """`enough` sees the increases so far after every batch; when it says stop, the Scores are
+    the first batches of the whole run, bit for bit (the masks are drawn in batch order)."""
+    lm = load_model(str(tiny_models["gpt2"]))
+    probe = build_probe("text:stdlib", lm, get_profile("quick"), 0)
+    task = task_for(lm, probe, representation=True)
+    sites = lm.adapter.sites(unit_site_kind(lm.adapter))
+    seen: list[tuple[int, ...]] = []
+
+    def enough(so_far: np.ndarray) -> bool:
+        seen.append(so_far.shape)
+        return so_far.shape[1] >= 8
+
+    def gens() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(20 + i) for i in range(len(sites))]
+
+    clean, runs = score_layers(lm, probe, task, sites, 0.2, gens(), batch_size=4, enough=enough)
+    whole_clean, whole = score_layers(lm, probe, task, sites, 0.2, gens(), batch_size=4)
+    assert seen == [(len(sites), 4), (len(sites), 8)]
+    np.testing.assert_array_equal(clean.loss, whole_clean.loss[:8])
+    for run, full in zip(runs, whole, strict=True):
+        np.testing.assert_array_equal(run.loss, full.loss[:8])
