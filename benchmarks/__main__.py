@@ -24,7 +24,8 @@ from benchmarks import (
     bench_tlens,
 )
 
-SUITES = {"audit": bench_audit.run, "control": bench_audit.control_cost, "c5": bench_c5.run, "capture": bench_capture.run, "cache": bench_cache.run,
+SUITES = {"audit": bench_audit.run, "control": bench_audit.control_cost, "c5": bench_c5.run, "capture": bench_capture.run,
+          "plan": bench_capture.plan, "cache": bench_cache.run,
           "coding": bench_coding.run, "memory": bench_memory.run,
           "parallel": bench_parallel.run, "polytopes": bench_polytopes.run, "tlens": bench_tlens.run}
 

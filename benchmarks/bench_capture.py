@@ -67,3 +67,53 @@ def run(n_seq: int = 16, seq_len: int = 256, batch_size: int = 8, repeats: int =
         "full_over_bare_ratio": round(t["full_forward_with_lm_head"] / t["bare_truncated_forward"], 3),
         "sites_captured": 3 * 12,
     }
+
+
+def plan(repeats: int = 2) -> dict[str, Any]:
+    """The capture of C1's labelled probe (`labelled:categories` at the default profile: up to 4,096
+    template sentences, right-padded) at C1's three `mlp_pre` sites of the same GPT-2-small-shaped
+    model, side by side: each sequence run only up to its kept (last word) position, shortest
+    first (`Capture._plan`), vs every sequence run over the whole padded length in probe order
+    (the plan before it: `_needed` returning the full length). The same activations up to float16
+    storage."""
+    import tempfile
+    from pathlib import Path
+
+    from fixtures.tiny_models import train_tokenizer
+    from polyaudit.capture import Capture
+    from polyaudit.interventions.lens import depth_layers
+    from polyaudit.probes.categories import categories_probe
+    from polyaudit.profiles import PROFILES
+
+    loaded = gpt2_small()
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = train_tokenizer(Path(tmp))
+    probe = categories_probe(tokenizer, PROFILES["default"], 0, 1024)
+    layers = [layer for layer in depth_layers(loaded.adapter.n_layers).values() if layer is not None]
+    sites = [loaded.adapter.site("mlp_pre", layer) for layer in layers]
+    got: dict[str, list[np.ndarray]] = {}
+    ran: dict[str, int] = {}
+
+    def whole_length(self: Capture, pos: np.ndarray, n_inputs: int, seq_len: int) -> np.ndarray:
+        kept = np.zeros(n_inputs, dtype=bool)
+        kept[pos[:, 0]] = True
+        return np.where(kept, seq_len, 0)
+
+    def run_with(name: str, needed: Any) -> None:
+        cap = Capture(loaded, probe, cache=None, batch_size=PROFILES["default"].batch_size)
+        if needed is not None:
+            cap._needed = needed.__get__(cap)  # type: ignore[method-assign]
+        ran[name] = sum(b.size * (b.length or 0) for b in cap._plan(torch.device("cpu"))[0])
+        cap.request(["mlp_pre"])
+        got[name] = [cap.get(s).samples for s in sites]
+
+    t = interleaved({"whole_padded_length": lambda: run_with("whole_padded_length", whole_length),
+                     "needed_positions": lambda: run_with("needed_positions", None)}, repeats=repeats)
+    diff = max(float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-30))
+               for a, b in zip(got["whole_padded_length"], got["needed_positions"], strict=True))
+    return {
+        "sentences": int(probe.inputs.shape[0]), "padded_length": int(probe.inputs.shape[1]),
+        "positions_run": dict(ran), "seconds": {k: round(v, 2) for k, v in t.items()},
+        "speedup": round(t["whole_padded_length"] / t["needed_positions"], 2),
+        "max_relative_difference": diff, "sites": [s.name for s in sites],
+    }
