@@ -249,9 +249,9 @@ class Capture:
         kept[pos[:, 0]] = True
         if self.probe.kind != "tokens":  # spatial positions: the whole input, always
             return np.where(kept, seq_len, 0)
+        last = np.zeros(n_inputs, dtype=np.int64)  # one past each input's last kept position
+        np.maximum.at(last, pos[:, 0], pos[:, 1] + 1)
         if self.loaded.adapter.capabilities.causal:
-            last = np.zeros(n_inputs, dtype=np.int64)
-            np.maximum.at(last, pos[:, 0], pos[:, 1] + 1)
             return np.where(kept, last, 0)
         mask = self.probe.attention_mask
         if mask is None:
@@ -259,7 +259,7 @@ class Capture:
         m = np.asarray(mask, dtype=bool)
         real_end = seq_len - np.argmax(m[:, ::-1], axis=1)  # one past the last real position
         real_end[~m.any(axis=1)] = seq_len
-        return np.where(kept, np.maximum(real_end, 1), 0)
+        return np.where(kept, np.maximum(real_end, last), 0)  # a kept position is never cut
 
     def _forward(self, sites: list[Site]) -> None:
         adapter = self.loaded.adapter
