@@ -26,7 +26,7 @@ def measure(subject, audit) -> dict[str, Evidence]:
             continue
         layers = capture.get_kind(site)
         evidence[site] = c4.alpha_depth(layers, site=site, n_boot=audit.profile.n_boot,
-                                        rng=audit.rng(c4.CLAIM, subject.spec, site),
+                                        rng=audit.rng(c4.CLAIM, site),
                                         rank_bound=subject.adapter.rank_bound(layers[0].site))
     return evidence
 

@@ -25,10 +25,10 @@ def measure(family, audit) -> dict[str, Evidence]:
     from polyaudit.interventions.dropout_runs import measure_family
 
     measured = measure_family([(m.rate, sub) for m, sub in family.members],
-                              rng=audit.rng(c5.CLAIM, family.spec, "unit-dropout"),
+                              rng=audit.rng(c5.CLAIM, "family", "unit-dropout"),
                               batch_size=audit.profile.batch_size)
     return c5.family_evidence(measured, n_boot=audit.profile.n_boot, n_perm=audit.profile.n_perm,
-                              rng=audit.rng(c5.CLAIM, family.spec, "bootstrap"))
+                              rng=audit.rng(c5.CLAIM, "family", "bootstrap"))
 
 
 def row(family, site, stat, audit) -> Evidence:

@@ -20,10 +20,10 @@ from polyaudit.verdict import Evidence
 def measure(subject, audit) -> dict[str, Evidence]:
     from polyaudit.interventions.dropout_runs import measure_single
 
-    layers, increase, extra = measure_single(subject, rng=audit.rng(c5.CLAIM, subject.spec, "unit-dropout"),
+    layers, increase, extra = measure_single(subject, rng=audit.rng(c5.CLAIM, "single", "unit-dropout"),
                                              batch_size=audit.profile.batch_size)
     return {"unit": c5.single_evidence(layers, increase, site=extra["unit_site"],
-                                       rng=audit.rng(c5.CLAIM, subject.spec, "bootstrap"),
+                                       rng=audit.rng(c5.CLAIM, "single", "bootstrap"),
                                        rank_bounds=[subject.adapter.rank_bound(d.site) for d in layers],
                                        extra=extra)}
 

@@ -26,8 +26,8 @@ def measure(subject, audit) -> dict[str, Evidence]:
         if site not in subject.adapter.site_kinds:
             evidence[site] = c6.SPEC.skipped(site, f"a {subject.adapter.family} model has no {site} site")
             continue
-        layers, trajs, stimulus = collect(subject, site, audit.rng(c6.CLAIM, subject.spec, site, "stimulus"))
-        evidence[site] = c6.action_alpha(layers, trajs, site=site, rng=audit.rng(c6.CLAIM, subject.spec, site),
+        layers, trajs, stimulus = collect(subject, site, audit.rng(c6.CLAIM, site, "stimulus"))
+        evidence[site] = c6.action_alpha(layers, trajs, site=site, rng=audit.rng(c6.CLAIM, site),
                                          rank_bounds=[subject.adapter.rank_bound(d.site) for d in layers],
                                          extra={"stimulus": stimulus})
     return evidence

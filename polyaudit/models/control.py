@@ -4,7 +4,8 @@ Every claim row is also measured on a twin of the model, so the report can say w
 learned (the model shows it and exceeds its twin), architectural (the twin shows it too) or absent.
 
 - `init`: the same architecture, untrained, from the same config or recipe, with a seed derived
-  from --seed and the model spec (so the members of a dropout family get different
+  from --seed and the model's weights (their sha256, not where they are: the same checkpoint in
+  another folder gets the same twin; the members of a dropout family get different
   initialisations, as trained members have different seeds): Hugging Face models through `from_config` (same dtype), zoo models as their untrained
   recipe, a factory's own control when it returns one (`{"model": ..., "control": ...}`), any other
   module by re-running every submodule's `reset_parameters` (parameters no submodule re-initialises
@@ -97,9 +98,10 @@ def _reset_(model: nn.Module, seed: int, key: str = "") -> list[str]:
     return permuted
 
 
-def _untrained_state(loaded: LoadedModel, seed: int) -> tuple[dict[str, torch.Tensor] | None, str]:
+def _untrained_state(loaded: LoadedModel, seed: int, key: str) -> tuple[dict[str, torch.Tensor] | None, str]:
     """The untrained weights of a model whose recipe can be re-run off the model (factory control,
-    zoo recipe, Hugging Face config), with how they were made; (None, why) when it cannot."""
+    zoo recipe, Hugging Face config), seeded by `seed` and `key` (the trained weights' hash), with
+    how they were made; (None, why) when it cannot."""
     model = loaded.model
     meta = loaded.meta or {}
     if isinstance(meta.get("control"), nn.Module):
@@ -110,7 +112,7 @@ def _untrained_state(loaded: LoadedModel, seed: int) -> tuple[dict[str, torch.Te
 
         parsed = parse_spec(loaded.spec)
         entry, params = resolve(parsed.target, parsed.params)
-        net = entry.build(params, _generator(seed, "init", loaded.spec))
+        net = entry.build(params, _generator(seed, "init", key))
         return dict(net.state_dict()), f"zoo:{parsed.target} recipe, untrained"
     config = getattr(model, "config", None)
     if config is not None and hasattr(type(model), "_from_config"):
@@ -122,7 +124,7 @@ def _untrained_state(loaded: LoadedModel, seed: int) -> tuple[dict[str, torch.Te
                 f"{free / 2**30:.1f} GiB are free: use --control=shuffle (built in place) or --control=none")
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(_generator(seed, "init", loaded.spec).initial_seed()))
+            torch.manual_seed(int(_generator(seed, "init", key).initial_seed()))
             build: Any = type(model)  # a transformers PreTrainedModel class
             fresh = build._from_config(copy.deepcopy(config)).to(dtype)  # (a copy: it edits the config)
         state = dict(fresh.state_dict())
@@ -140,6 +142,7 @@ class Twin:
         self.loaded = loaded
         self.kind = kind
         self.seed = seed
+        self.key = loaded.sha256 or loaded.spec  # what seeds the twin: the weights, not their folder
         self.spill_dir = spill_dir
         self.how = ""
         self.sha256 = ""
@@ -177,15 +180,15 @@ class Twin:
     def _build(self) -> None:
         """Make the twin's weights in the model (after the trained ones are stashed), keep them."""
         if self.kind == "shuffle":
-            shuffle_(self.model, self.seed, self.loaded.spec)
+            shuffle_(self.model, self.seed, self.key)
             self.how = "every weight tensor's entries permuted (seeded)"
         else:
-            state, how = _untrained_state(self.loaded, self.seed)
+            state, how = _untrained_state(self.loaded, self.seed, self.key)
             if state is not None:
                 self._load(state)
                 self.how = how
             else:
-                permuted = _reset_(self.model, self.seed, self.loaded.spec)
+                permuted = _reset_(self.model, self.seed, self.key)
                 self.how = "reset_parameters of every submodule, untrained" + (
                     f"; {len(permuted)} parameter(s) no submodule re-initialises permuted instead "
                     f"({', '.join(permuted[:3])}{', ...' if len(permuted) > 3 else ''})" if permuted else "")

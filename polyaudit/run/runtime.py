@@ -274,5 +274,8 @@ class Runtime:
         return self._memo[key]
 
     def rng(self, *keys: object) -> np.random.Generator:
-        """A generator seeded from --seed and the keys (claim, model, site): same seed, same numbers."""
+        """A generator seeded from --seed and the keys (claim, site, ...): same seed, same numbers.
+        Claims leave the model out of the keys: every model (and its control twins) meets the same
+        draws, so a checkpoint's numbers do not depend on the folder it is saved in, and two
+        checkpoints compared side by side differ by their weights, not by their draws."""
         return np.random.default_rng([self.options.seed, stable_int(*keys)])

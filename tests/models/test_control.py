@@ -76,6 +76,20 @@ def test_hf_twin_from_config_keeps_dtype_and_tied_weights(tmp_path: Path, dtype:
     assert model_sha256(lm.model) == sha
 
 
+@pytest.mark.parametrize("kind", ["init", "shuffle"])
+def test_the_twin_follows_the_weights_not_their_folder(tmp_path: Path, kind: str) -> None:
+    """The same checkpoint saved in two folders has the same twin; another checkpoint another."""
+    from fixtures.tiny_models import build_tiny
+
+    shas = []
+    for name, seed in (("a", 0), ("elsewhere/b", 0), ("c", 1)):
+        lm = load_model(str(build_tiny("llama", tmp_path / name, seed=seed)))
+        twin = Twin(lm, kind, seed=0)
+        with twin.active():
+            shas.append(model_sha256(lm.model))
+    assert shas[0] == shas[1] != shas[2]
+
+
 FACTORY = '''
 import torch
 

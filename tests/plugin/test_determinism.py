@@ -105,3 +105,27 @@ def test_different_seeds_agree_within_their_cis(claims_project: pytest.Pytester,
             if not lo <= b[test_id]["effect"] <= hi:
                 outside.append((test_id, b[test_id]["effect"], (lo, hi)))
     assert not outside, outside
+
+
+def test_a_checkpoint_gives_the_same_numbers_wherever_it_is_saved(claims_project: pytest.Pytester) -> None:
+    """The same weights in two folders, audited side by side in one run: every row of the claims
+    that draw random numbers per model (bootstrap, dropout masks, stimuli, the control twin) has the
+    same numbers; only the model's name differs."""
+    from fixtures.tiny_models import build_tiny
+
+    build_tiny("gpt2", claims_project.path / "a")
+    build_tiny("gpt2", claims_project.path / "elsewhere" / "b")
+    files = ["test_c4_alpha_depth.py", "test_c5_unit_dropout.py", "test_c6_action_alpha.py"]
+    doc = _audit(claims_project, files, "--model=./a", "--model=./elsewhere/b", "--control-twins=1")
+    keep = ("claim", "site", "statistic", "effect", "ci", "p", "p_adj", "verdict", "details", "control",
+            "vs_control")
+    by_model: dict[str, dict[str, str]] = {}
+    for r in doc["rows"]:
+        key = r["test_id"].replace(f"[{r['model']}:", "[<model>:")
+        by_model.setdefault(r["model"], {})[key] = json.dumps({k: r.get(k) for k in keep}, sort_keys=True)
+    assert len(by_model) == 2, sorted(by_model)
+    a, b = by_model.values()
+    assert set(a) == set(b) and len(a) >= 5
+    assert {json.loads(v)["claim"] for v in a.values()} == {"C4", "C5", "C6"}
+    moved = sorted(k for k in a if a[k] != b[k])
+    assert not moved, moved
