@@ -15,9 +15,13 @@ Monosemanticity is H(label | cluster) in bits (lower is purer), jackknife-correc
 replication (`polyaudit.measures.purity`: the plug-in bias grows with the non-empty cells, so
 partitions would differ by bias alone); AMI is reported beside it. One row per baseline, a paired
 comparison: effect = H(baseline) - H(polytope) (predicted positive), averaged over N_RESTARTS
-restarts of every clustering (a restart's random frame serves both K, as its spline codes do). Its replicates resample the UNITS (`groups`: the word of a
-labelled:categories sample, the image of a CNN position, else the sample) and the restarts, paired
-(the same units and restarts for every partition); the CI (re-centred percentile, at any level:
+restarts of every clustering (a restart's random frame serves both K, as its spline codes do). Its
+replicates resample the UNITS (`groups`: the word of a labelled:categories sample, the image of a
+CNN position, else the sample), paired (the same units for every partition and restart), and add
+the restarts' own variability: the spread of the per-restart effects over sqrt(restarts) times a
+Student t draw with restarts - 1 degrees of freedom (`gap`: the spread is estimated from a handful
+of restarts, and k-means now and then lands one far from the others, so a normal or a resample of
+the restarts would trust a lucky tight handful). The CI (re-centred percentile, at any level:
 `interval`) and the two-sided p both come from them. `n` counts units. K is set by the units
 (`choose_k`); a second K (`second_k`) is measured too, and a PASS that would flip there is held
 back (caveat). So are a degenerate partition (largest cluster above half the samples: reported, the
@@ -67,7 +71,7 @@ N_RESTARTS = 4  # independent clusterings per method; the replicates resample th
 ALPHA_LABELS = 0.05  # polytope clusters must carry label information beyond chance at this level
 
 SPEC = ClaimSpec(
-    id="C1", version=4, title="polytopes are more monosemantic than directions",
+    id="C1", version=5, title="polytopes are more monosemantic than directions",
     source="Black, Sharkey et al. 2022, Polytope Lens, prediction 1 (sec. 4)",
     statistics=(Statistic("entropy-gap", STATISTIC, "positive", units="bits", min_effect=SESOI),),
     checks=(Check("monosemantic", "entropy-gap", sites=("mlp_pre",), min_samples=MIN_SAMPLES),),
@@ -125,8 +129,8 @@ class Monosemanticity:
     unit_labels: bool  # every unit has one label: permutations move whole units
     n_boot: int
     n_perm: int
-    pick: np.ndarray  # [B, restarts]: the restarts drawn in each replicate
-    frame_noise: np.ndarray  # [B] standard normal: a random frame's draw, for the random control
+    restart_t: np.ndarray  # [B] Student t (restarts - 1 df): the restart mean's draw
+    frame_t: np.ndarray  # [B] Student t (restarts - 1 df): a random frame's draw, for the random control
     main: AtK
     second: AtK | None
 
@@ -216,8 +220,8 @@ def measure_monosemanticity(x: np.ndarray, y: np.ndarray, codes: np.ndarray, *, 
     restarts = max(int(restarts), 1)
     g_main, g_second, g_boot, g_frames = rng.spawn(4)
     weights = unit_bootstrap(n_units, n_boot, g_boot)
-    pick = g_boot.integers(0, restarts, size=(n_boot, restarts))
-    frame_noise = g_boot.standard_normal(n_boot)
+    df = max(restarts - 1, 1)
+    restart_t, frame_t = g_boot.standard_t(df, size=n_boot), g_boot.standard_t(df, size=n_boot)
     n_perm = max(n_perm, N_PERM_MIN)
     unit_label = np.zeros(n_units, dtype=np.int64)
     unit_label[units] = label_ids
@@ -228,19 +232,26 @@ def measure_monosemanticity(x: np.ndarray, y: np.ndarray, codes: np.ndarray, *, 
     second = (None if k2 is None else
               _score(x, y, units, codes, k2, rng=g_second, weights=weights, perms=None, planes=planes))
     return Monosemanticity(n=n, n_units=n_units, n_labels=n_labels, unit_labels=one_label, n_boot=n_boot,
-                           n_perm=n_perm, pick=pick, frame_noise=frame_noise, main=main, second=second)
+                           n_perm=n_perm, restart_t=restart_t, frame_t=frame_t, main=main, second=second)
 
 
 def gap(m: Monosemanticity, at: AtK, baseline: str) -> Gap:
-    """The restart-averaged effect of one baseline at one K, paired over units and restarts. For
-    the random control the layer's own frame of hyperplanes is one frame: were it a random one, it
-    would differ from the mean of the control's frames by their spread, which the replicates add
-    (the spread of the control over restarts x a standard normal per replicate)."""
-    effect = float((at.h_runs[baseline] - at.h_runs["polytope"]).mean())
+    """The restart-averaged effect of one baseline at one K. Its replicates: the restart mean under
+    each unit resample (paired: every restart on the same units), plus the restart mean's own
+    uncertainty, sd(per-restart effects) / sqrt(restarts) x a Student t draw (restarts - 1 df: the
+    sd comes from the restarts themselves). For the random control the layer's own frame of
+    hyperplanes is one frame: were it a random one, it would differ from the mean of the control's
+    frames by their spread, which the replicates add the same way (the control's sd over restarts
+    x a t draw)."""
+    per_restart = at.h_runs[baseline] - at.h_runs["polytope"]
+    effect = float(per_restart.mean())
     diff = at.boot[baseline] - at.boot["polytope"]  # [restarts, B]
-    reps = np.take_along_axis(diff, m.pick.T, axis=0).mean(axis=0)
-    if baseline == "random" and at.h_runs[baseline].size > 1:
-        reps = reps + float(np.std(at.h_runs[baseline], ddof=1)) * m.frame_noise
+    reps = diff.mean(axis=0)
+    r = per_restart.size
+    if r > 1:
+        reps = reps + float(np.std(per_restart, ddof=1)) / np.sqrt(r) * m.restart_t
+        if baseline == "random":
+            reps = reps + float(np.std(at.h_runs[baseline], ddof=1)) * m.frame_t
     centred = reps - np.nanmean(reps) + effect
     interval = percentile_interval(centred)
     return Gap(effect=effect, replicates=centred, interval=interval, ci=interval(0.95),
