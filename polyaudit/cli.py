@@ -76,7 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a report against the schema and its integrity checksum")
     v.add_argument("run", metavar="RUN.json")
 
-    ca = sub.add_parser("cache", help="show, clear or prune polyaudit's caches (activations, results, zoo)")
+    ca = sub.add_parser("cache", help="show, clear or prune polyaudit's caches (activations, results, zoo, plots)")
     ca.add_argument("action", choices=["info", "clear", "prune"],
                     help="prune: evict least recently used entries until the caches fit --max-gb")
     ca.add_argument("--max-gb", metavar="GB", help="the cap for prune (default $POLYAUDIT_CACHE_MAX_GB)")
@@ -86,7 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-CACHE_PARTS = ("activations", "results", "zoo")
+CACHE_PARTS = ("activations", "results", "zoo", "plots")  # = polyaudit.store.limit.PARTS
 
 
 def _folder_size(path: Path) -> tuple[int, int]:

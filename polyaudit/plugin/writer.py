@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from polyaudit.plugin.state import GATE, OPTIONS
@@ -16,6 +17,7 @@ from polyaudit.report.load import sign
 from polyaudit.report.markdown import render_markdown
 from polyaudit.report.terminal import render_table
 from polyaudit.serial import atomic_write_text
+from polyaudit.store.root import cache_root
 
 
 def run_info(config: Any, recorder: Any) -> dict[str, Any]:
@@ -44,8 +46,9 @@ def _gate_info(config: Any, recorder: Any) -> dict[str, Any] | None:
 class _Html:
     """HTML renderer for the reports of one run: the plots are drawn once and shared."""
 
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, rows: list[dict[str, Any]], plot_cache: Path | None = None) -> None:
         self.rows = rows
+        self.plot_cache = plot_cache  # where drawn plots are kept for the next run (None: nowhere)
         self.plots: list[Any] | None = None
         self.pages: dict[int, str] = {}
 
@@ -54,7 +57,7 @@ class _Html:
         from polyaudit.report.plots import make_plots
 
         if self.plots is None:
-            self.plots = make_plots(self.rows)
+            self.plots = make_plots(self.rows, cache=self.plot_cache)
         if id(doc) not in self.pages:
             self.pages[id(doc)] = render_html(doc, self.plots)
         return self.pages[id(doc)]
@@ -76,7 +79,7 @@ def write_reports(config: Any, recorder: Any) -> None:
     info = run_info(config, recorder)
     targets: list[tuple[str, str | Callable[[], str]]] = []  # HTML is rendered last, when written
     whole = build_document(recorder.rows, info)
-    _html = _Html(whole["rows"])
+    _html = _Html(whole["rows"], cache_root(opts.cache_dir) / "plots" if opts.use_cache else None)
     here = config.invocation_params.dir
     if opts.json_path:
         targets.append((opts.json_path, dumps(sign(whole))))

@@ -16,16 +16,29 @@ docs/claims.md, "Plot data"):
 - C5 `test_rates`, `retained_by_train_rate`, `capacity_bound` -> robustness vs test-time dropout per
   training rate; `layers`: [{layer, alpha, loss_increase}] -> loss under unit dropout vs alpha.
 - C6 `layers`: [{layer, alpha, relative_action or action}] -> action vs alpha.
+
+Drawing is most of what a warm rerun's reports cost (about a second for a handful of PNGs), and a
+plot is a function of its rows: `make_plots(rows, cache=folder)` keeps each (claim, model) group's
+plots under a hash of what they are drawn from (the rows without the fields no plot reads and a
+warm run changes, this file's source, matplotlib's version), so an unchanged group is read back,
+not drawn again; a changed row, plotting code or matplotlib draws afresh, and an unreadable entry
+is drawn again and replaced.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
+import hashlib
 import io
+import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 Row = Mapping[str, Any]
@@ -322,20 +335,72 @@ def _fmt(x: Any) -> str:
     return f"{x:.3g}" if isinstance(x, (int, float)) and math.isfinite(x) else "-"
 
 
-def make_plots(rows: Sequence[Row]) -> list[Plot]:
-    """Every plot the rows have data for, per claim and model (in row order)."""
+UNDRAWN = ("origin", "nodeid")  # row fields no plot reads: where the numbers came from, the test's path
+CACHE_FORMAT = 1
+
+
+def _draw(claim: str, model: str, group: Sequence[Row]) -> list[Plot]:
+    out: list[Plot] = []
+    for plotter in plotters_of(claim):
+        try:  # a claim's odd details cost its plot, never the report
+            drawn = [Plot(claim, kind, model, title, caption, png_b64=_png(fig))
+                     for kind, title, caption, fig in plotter(group)]
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError,
+                RuntimeError) as e:
+            drawn = [Plot(claim, plotter.__name__.strip("_"), model, f"{claim} plot", "",
+                          problem=f"{type(e).__name__}: {e}")]
+        out.extend(drawn)
+    return out
+
+
+def plot_key(claim: str, model: str, group: Sequence[Row]) -> str:
+    """The hash a group's plots are kept under: its rows (less `UNDRAWN`), the drawing code, matplotlib."""
+    import matplotlib
+
+    h = hashlib.sha256(f"{CACHE_FORMAT}|{matplotlib.__version__}|{claim}|{model}\n".encode())
+    h.update(Path(__file__).read_bytes())
+    rows = [{k: v for k, v in r.items() if k not in UNDRAWN} for r in group]
+    h.update(json.dumps(rows, sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
+def _cached(path: Path) -> list[Plot] | None:
+    try:
+        doc = json.loads(path.read_text())
+        return [Plot(**p) for p in doc["plots"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or unreadable: drawn again
+
+
+def make_plots(rows: Sequence[Row], cache: Path | None = None) -> list[Plot]:
+    """Every plot the rows have data for, per claim and model (in row order); with `cache` (a
+    folder), each group's plots are read from there when its rows were drawn before (see the
+    module docstring), else drawn and kept there."""
     out: list[Plot] = []
     groups: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
         groups.setdefault((str(r.get("claim")), str(r.get("model"))), []).append(r)
     for (claim, model), group in groups.items():
-        for plotter in plotters_of(claim):
-            try:  # a claim's odd details cost its plot, never the report
-                drawn = [Plot(claim, kind, model, title, caption, png_b64=_png(fig))
-                         for kind, title, caption, fig in plotter(group)]
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError,
-                    RuntimeError) as e:
-                drawn = [Plot(claim, plotter.__name__.strip("_"), model, f"{claim} plot", "",
-                              problem=f"{type(e).__name__}: {e}")]
-            out.extend(drawn)
+        if not plotters_of(claim):
+            continue
+        if cache is None:
+            out.extend(_draw(claim, model, group))
+            continue
+        path = cache / f"{plot_key(claim, model, group)}.json"
+        plots = _cached(path)
+        if plots is None:
+            plots = _draw(claim, model, group)
+            _keep(path, plots)
+        else:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # used now: the cache cap prunes the least recently used first
+        out.extend(plots)
     return out
+
+
+def _keep(path: Path, plots: list[Plot]) -> None:
+    """Write a group's plots to the cache; a cache that cannot be written only costs the next draw."""
+    from polyaudit.serial import atomic_write_text
+
+    with contextlib.suppress(OSError):
+        atomic_write_text(path, json.dumps({"plots": [dataclasses.asdict(p) for p in plots]}))

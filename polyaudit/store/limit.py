@@ -25,7 +25,7 @@ from polyaudit.errors import PolyauditError
 from polyaudit.store.root import cache_root
 
 ENV_MAX_GB = "POLYAUDIT_CACHE_MAX_GB"
-PARTS = ("activations", "results", "zoo")
+PARTS = ("activations", "results", "zoo", "plots")
 GB = 10**9
 
 

@@ -1,4 +1,4 @@
-"""Where polyaudit keeps its caches: one root for activations, results and the zoo."""
+"""Where polyaudit keeps its caches: one root for activations, results, the zoo and report plots."""
 
 from __future__ import annotations
 

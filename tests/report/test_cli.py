@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from polyaudit.cli import EXIT_OK, EXIT_REFUSED, EXIT_REGRESSED, main
+from polyaudit.cli import CACHE_PARTS, EXIT_OK, EXIT_REFUSED, EXIT_REGRESSED, main
 from polyaudit.report.document import build_document, dumps
 from polyaudit.report.load import sign
 from polyaudit.serial import encode_array
+from polyaudit.store.limit import PARTS
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = {"created": "20260101T000000Z", "seed": 0, "profile": "quick", "device": "cpu", "versions": {}}
@@ -138,7 +139,7 @@ def test_the_command_runs_as_a_program_without_torch(files: dict[str, Path]) -> 
 def test_cache_info_and_clear_touch_only_polyaudit_folders(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "cache"
-    for part in ("activations", "results", "zoo"):
+    for part in ("activations", "results", "zoo", "plots"):
         (root / part / "ab").mkdir(parents=True)
         (root / part / "ab" / "entry.bin").write_bytes(b"x" * 1024)
     keep = root / "not-ours.txt"
@@ -146,8 +147,9 @@ def test_cache_info_and_clear_touch_only_polyaudit_folders(tmp_path: Path,
     assert main(["cache", "info", "--cache-dir", str(root)]) == 0
     assert "1 files" in capsys.readouterr().out
     assert main(["cache", "clear", "--cache-dir", str(root), "--only", "results"]) == 0
+    assert CACHE_PARTS == PARTS  # the command clears what the cap prunes
     assert not (root / "results").exists() and (root / "zoo").exists()
     assert main(["cache", "clear", "--cache-dir", str(root)]) == 0
-    assert not any((root / p).exists() for p in ("activations", "results", "zoo"))
+    assert not any((root / p).exists() for p in ("activations", "results", "zoo", "plots"))
     assert keep.read_text() == "user file"
     assert "empty" in capsys.readouterr().out
