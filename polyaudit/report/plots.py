@@ -354,10 +354,12 @@ def _draw(claim: str, model: str, group: Sequence[Row]) -> list[Plot]:
 
 
 def plot_key(claim: str, model: str, group: Sequence[Row]) -> str:
-    """The hash a group's plots are kept under: its rows (less `UNDRAWN`), the drawing code, matplotlib."""
+    """The hash a group's plots are kept under: its rows (less `UNDRAWN`), the plots the claim's spec
+    declares, the drawing code, matplotlib."""
     import matplotlib
 
-    h = hashlib.sha256(f"{CACHE_FORMAT}|{matplotlib.__version__}|{claim}|{model}\n".encode())
+    names = ",".join(p.__name__ for p in plotters_of(claim))
+    h = hashlib.sha256(f"{CACHE_FORMAT}|{matplotlib.__version__}|{claim}|{model}|{names}\n".encode())
     h.update(Path(__file__).read_bytes())
     rows = [{k: v for k, v in r.items() if k not in UNDRAWN} for r in group]
     h.update(json.dumps(rows, sort_keys=True, default=repr).encode())

@@ -73,3 +73,12 @@ def test_an_unwritable_cache_costs_only_the_next_draw(tmp_path: Path) -> None:
     blocked.write_text("")
     rows = _rows()
     assert plots.make_plots(rows, cache=blocked / "plots") == plots.make_plots(rows)
+
+
+def test_a_claim_that_declares_other_plots_is_drawn_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _rows()
+    first = plots.make_plots(rows, cache=tmp_path)
+    real = plots.plotters_of
+    monkeypatch.setattr(plots, "plotters_of", lambda claim: real(claim)[:1])  # a spec with fewer plots
+    fewer = plots.make_plots(rows, cache=tmp_path)
+    assert fewer == plots.make_plots(rows) and len(fewer) < len(first)
