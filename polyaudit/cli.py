@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from polyaudit.errors import PolyauditError
+from polyaudit.store.limit import PARTS
 
 EXIT_OK, EXIT_REGRESSED, EXIT_REFUSED = 0, 1, 4
 
@@ -86,7 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-CACHE_PARTS = ("activations", "results", "zoo", "plots")  # = polyaudit.store.limit.PARTS
+CACHE_PARTS = PARTS  # the parts the cache cap prunes
 
 
 def _folder_size(path: Path) -> tuple[int, int]:
